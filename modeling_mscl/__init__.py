@@ -1,0 +1,29 @@
+# Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
+"""mscl: multi-scale contrastive learning for video temporal grounding (SnAG backbone).
+
+Importing the package registers ``MSCLConfig`` / ``MSCLForTemporalGrounding`` with ``AutoConfig`` /
+``AutoModel`` (model type ``"mscl"``) and marks both for ``register_for_auto_class`` so that a saved
+folder carries its code and loads elsewhere with ``trust_remote_code=True``.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_mscl import PRESET_NAMES, MSCLConfig
+from .modeling_mscl import MSCLForTemporalGrounding, MSCLOutput, MSCLPreTrainedModel
+from .processing_mscl import TimeMapping, resample_to_fixed_length
+
+AutoConfig.register("mscl", MSCLConfig, exist_ok=True)
+AutoModel.register(MSCLConfig, MSCLForTemporalGrounding, exist_ok=True)
+MSCLConfig.register_for_auto_class()
+MSCLForTemporalGrounding.register_for_auto_class("AutoModel")
+
+__version__ = "0.1.0"
+__all__ = [
+    "MSCLConfig",
+    "MSCLForTemporalGrounding",
+    "MSCLOutput",
+    "MSCLPreTrainedModel",
+    "PRESET_NAMES",
+    "TimeMapping",
+    "resample_to_fixed_length",
+]

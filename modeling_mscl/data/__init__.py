@@ -1,0 +1,29 @@
+# Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
+"""Grounding datasets: the parquet schema and writer, loaders, and converters from public formats.
+
+* :mod:`.schema` — one row per video (``grounding_features``, ``GroundingDatasetWriter``,
+  ``write_grounding_dataset``, ``validate_row``, ``time_mapping_for_row``).
+* :mod:`.loading` — ``load_grounding_dataset`` (streaming or map-style, local folder or Hub repo),
+  ``iter_epoch`` and the raw-pyarrow ``ParquetGroundingStream``.
+* :mod:`.convert` — converters from SnAG JSON, Charades-STA, TACoS, ActivityNet Captions, QVHighlights,
+  MAD and Ego4D-NLQ (``python -m modeling_mscl.data.convert --help``).
+* :mod:`.sampling` / :mod:`.synthetic` — video-centric query grouping and collation; a synthetic benchmark.
+"""
+
+from .schema import (
+    GroundingDatasetWriter,
+    grounding_features,
+    read_metadata,
+    time_mapping_for_row,
+    validate_row,
+    write_grounding_dataset,
+)
+
+__all__ = [
+    "GroundingDatasetWriter",
+    "grounding_features",
+    "read_metadata",
+    "time_mapping_for_row",
+    "validate_row",
+    "write_grounding_dataset",
+]

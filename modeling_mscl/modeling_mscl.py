@@ -1,0 +1,1090 @@
+# Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
+"""MSCL: SnAG's video-centric grounding model with the paper's multi-scale contrastive losses.
+
+Layout: every tensor is batch-first and channels-last, ``(batch, time, channels)``. SnAG itself is
+channels-first; :mod:`modeling_mscl.convert_snag` maps its weights onto these modules.
+
+Forward order (SnAG §1): text encoder → video encoder (once per video) → shared cross-attention
+fusion on every pyramid level (once per query) → shared classification / regression heads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_mscl import MSCLConfig
+from .losses_mscl import (
+    assign_labels,
+    contrastive_negative_candidates,
+    contrastive_positive_mask,
+    cross_scale_contrastive_loss,
+    draw_negatives,
+    iou_loss_1d,
+    sigmoid_focal_loss,
+    within_scale_contrastive_loss,
+)
+from .nms_mscl import soft_nms_with_voting
+
+# --------------------------------------------------------------------------------------------
+# outputs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MSCLOutput(ModelOutput):
+    """Output of :class:`MSCLForTemporalGrounding`.
+
+    Args:
+        loss: Eq. 13, ``loss_cls + ρ_reg·loss_reg + ρ_within·loss_within + ρ_cross·loss_cross``.
+        loss_cls / loss_reg: focal and (D)IoU sums divided by the EMA positive-count normaliser.
+        loss_within / loss_cross: contrastive terms (Eq. 11, Eq. 12) after the configured reduction.
+        logits: per level ``(N, T_l)`` classification logits.
+        offsets: per level ``(N, T_l, 2)`` distances to (start, end) in units of the level's stride.
+        masks: per level ``(N, T_l)`` validity of the points.
+        num_positives: positive points of this micro-batch (feeds :meth:`update_loss_normalizer`).
+        num_contrastive_pairs: ``(2,)`` (within, cross) (anchor, positive) pair counts.
+        text_hidden_states: ``(N, L+1, D)`` text encoder output (token 0 = background token).
+        video_hidden_states: per level ``(B, T_l, C)`` pre-fusion pyramid (the paper's Z^1..Z^L).
+        video_embeddings: ``(B, T, C)`` convolutional embedding (the paper's Z^0).
+        fused_hidden_states: per level ``(N, T_l, C)`` text-conditioned features before the heads.
+    """
+
+    loss: Optional[torch.Tensor] = None
+    loss_cls: Optional[torch.Tensor] = None
+    loss_reg: Optional[torch.Tensor] = None
+    loss_within: Optional[torch.Tensor] = None
+    loss_cross: Optional[torch.Tensor] = None
+    logits: Optional[Tuple[torch.Tensor, ...]] = None
+    offsets: Optional[Tuple[torch.Tensor, ...]] = None
+    masks: Optional[Tuple[torch.Tensor, ...]] = None
+    num_positives: Optional[torch.Tensor] = None
+    num_contrastive_pairs: Optional[torch.Tensor] = None
+    text_hidden_states: Optional[torch.Tensor] = None
+    text_mask: Optional[torch.Tensor] = None
+    video_hidden_states: Optional[Tuple[torch.Tensor, ...]] = None
+    video_embeddings: Optional[torch.Tensor] = None
+    video_masks: Optional[Tuple[torch.Tensor, ...]] = None
+    fused_hidden_states: Optional[Tuple[torch.Tensor, ...]] = None
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks
+# --------------------------------------------------------------------------------------------
+
+
+def sinusoid_table(length: int, dim: int, device=None) -> torch.Tensor:
+    """SnAG's fixed position table ``(length, dim)``: sin block then cos block, divided by √dim."""
+    n = dim // 2
+    freqs = torch.pow(10000.0, torch.arange(n, dtype=torch.float64) / n)
+    t = torch.arange(length, dtype=torch.float64)[:, None] / freqs[None]
+    table = torch.cat((torch.sin(t), torch.cos(t)), dim=1)
+    if table.shape[1] < dim:  # odd widths: keep the last channel at zero
+        table = F.pad(table, (0, dim - table.shape[1]))
+    return (table / math.sqrt(dim)).to(torch.float32).to(device)
+
+
+def stretch_table(table: torch.Tensor, length: int) -> torch.Tensor:
+    """Linearly resample a ``(T, D)`` table to ``length`` rows (align_corners=True), as SnAG does."""
+    if table.shape[0] == length:
+        return table
+    return F.interpolate(table.t()[None], size=length, mode="linear", align_corners=True)[0].t()
+
+
+def add_position_encoding(
+    x: torch.Tensor, mask: torch.Tensor, table: torch.Tensor
+) -> torch.Tensor:
+    """Add the table at valid positions; a sequence longer than the table gets it stretched over its
+    *valid* length (SnAG stretches over the padded length; ours does not depend on padding)."""
+    bsz, t, _ = x.shape
+    max_len = table.shape[0]
+    lengths = mask.sum(dim=1)
+    if t <= max_len:
+        pe = table[:t][None].to(x.dtype)
+        return x + pe * mask[..., None].to(x.dtype)
+    pes = []
+    for b in range(bsz):
+        n = int(lengths[b])
+        pe = table[:n] if n <= max_len else stretch_table(table, n)
+        pes.append(F.pad(pe, (0, 0, 0, t - pe.shape[0])))
+    return x + torch.stack(pes).to(x.dtype) * mask[..., None].to(x.dtype)
+
+
+def downsample_mask(mask: torch.Tensor, stride: int) -> torch.Tensor:
+    """Nearest-neighbour downsampling, ``mask_out[i] = mask_in[stride·i]`` (valid = ceil(len/stride))."""
+    return mask[:, ::stride] if stride > 1 else mask
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (training only)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        noise = x.new_empty(shape).bernoulli_(keep)
+        return x * noise / keep
+
+
+class LayerScale(nn.Module):
+    """Per-channel learnable scale (init ``1e-4`` in SnAG) followed by drop-path."""
+
+    def __init__(self, dim: int, init: float, drop_path: float):
+        super().__init__()
+        self.init_value = init
+        self.gamma = nn.Parameter(torch.full((dim,), init))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop_path(x * self.gamma)
+
+
+class DepthwiseConv(nn.Module):
+    """Masked depthwise conv, kernel 3, padding 1, stride 1 or 2, no bias, channels-last.
+
+    Written as a sum of shifted slices so it runs directly on ``(B, T, C)`` without transposes.
+    """
+
+    def __init__(self, dim: int, stride: int = 1):
+        super().__init__()
+        self.stride = stride
+        self.weight = nn.Parameter(torch.empty(dim, 1, 3))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = x * mask[..., None].to(x.dtype)
+        xp = F.pad(x, (0, 0, 1, 1))  # (B, T+2, C)
+        t_out = (x.shape[1] - 1) // self.stride + 1
+        w = self.weight[:, 0, :].to(x.dtype)  # (C, 3)
+        s = self.stride
+        out = (
+            xp[:, 0 : s * (t_out - 1) + 1 : s] * w[:, 0]
+            + xp[:, 1 : s * (t_out - 1) + 2 : s] * w[:, 1]
+            + xp[:, 2 : s * (t_out - 1) + 3 : s] * w[:, 2]
+        )
+        return out, downsample_mask(mask, s)
+
+
+class MaskedConv(nn.Module):
+    """Masked 1-D conv on channels-last input (input zeroed at padding; output not re-masked)."""
+
+    def __init__(self, in_dim: int, out_dim: int, kernel_size: int = 3, stride: int = 1, bias: bool = False):
+        super().__init__()
+        self.conv = nn.Conv1d(in_dim, out_dim, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = x * mask[..., None].to(x.dtype)
+        out = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        return out, downsample_mask(mask, self.conv.stride[0])
+
+
+class FeedForward(nn.Module):
+    """``Linear(C, 4C) → GELU → dropout → Linear(4C, C) → dropout``."""
+
+    def __init__(self, dim: int, dropout: float):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(x)))))
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    b, t, c = x.shape
+    return x.view(b, t, heads, c // heads).transpose(1, 2)  # (B, h, T, d)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    b, h, t, d = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * d)
+
+
+def local_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor, window: int,
+    dropout: float = 0.0, training: bool = False,
+) -> torch.Tensor:
+    """Sliding-window attention, ``O(T·w)`` time and memory.
+
+    ``q, k, v``: ``(B, h, T, d)``; ``key_mask``: ``(B, T)``. Query ``i`` sees keys ``|i − j| ≤ w//2``
+    inside ``[0, T)``; padded keys get ``−1e4`` (SnAG's additive mask); padded query rows are the
+    caller's business (SnAG zeroes them). The band is processed one diagonal offset at a time, so no
+    ``(T, T)`` or ``(T, w, d)`` tensor is ever built.
+    """
+    half = window // 2
+    t = q.shape[2]
+    scale = q.shape[-1] ** -0.5
+    kp = F.pad(k, (0, 0, half, half))  # (B, h, T + 2·half, d)
+    vp = F.pad(v, (0, 0, half, half))
+    # additive bias per key slot: 0 for valid keys, -1e4 for padded keys, -inf outside [0, T)
+    key_valid = F.pad(key_mask, (half, half), value=False)
+    in_range = F.pad(torch.ones_like(key_mask), (half, half), value=False)
+    bias = torch.where(key_valid, 0.0, -1e4).to(q.dtype)
+    bias = torch.where(in_range, bias, float("-inf"))  # (B, T + 2·half)
+    logits = torch.stack(
+        [(q * kp[:, :, c : c + t]).sum(-1) * scale + bias[:, None, c : c + t] for c in range(window)], dim=-1
+    )  # (B, h, T, w): column c is key i - half + c
+    attn = torch.softmax(logits, dim=-1)
+    if dropout > 0 and training:
+        attn = F.dropout(attn, dropout, training=True)
+    out = attn[..., 0:1] * vp[:, :, 0:t]
+    for c in range(1, window):
+        out = out + attn[..., c : c + 1] * vp[:, :, c : c + t]
+    return out  # (B, h, T, d)
+
+
+def global_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor, dropout: float = 0.0,
+    training: bool = False,
+) -> torch.Tensor:
+    """Full attention with padded keys excluded (``−inf``). ``q (B,h,Tq,d)``, ``key_mask (B, Tk)``."""
+    mask = key_mask[:, None, None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout if training else 0.0)
+
+
+class LocalSelfAttention(nn.Module):
+    """SnAG's video self-attention: per-branch depthwise conv + LN on q, k, v (stride 1 or 2),
+    1×1 projections, local window attention, output projection and dropout."""
+
+    def __init__(self, config: MSCLConfig, stride: int):
+        super().__init__()
+        c = config.hidden_size
+        self.heads = config.num_attention_heads
+        self.window = config.attention_window
+        self.stride = stride
+        self.attn_dropout = config.attention_dropout
+        self.q_conv, self.k_conv, self.v_conv = (DepthwiseConv(c, stride) for _ in range(3))
+        self.q_norm, self.k_norm, self.v_norm = (nn.LayerNorm(c) for _ in range(3))
+        self.q_proj, self.k_proj, self.v_proj = (nn.Linear(c, c) for _ in range(3))
+        self.out_proj = nn.Linear(c, c)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        q, new_mask = self.q_conv(x, mask)
+        k, _ = self.k_conv(x, mask)
+        v, _ = self.v_conv(x, mask)
+        q = _split_heads(self.q_proj(self.q_norm(q)), self.heads)
+        k = _split_heads(self.k_proj(self.k_norm(k)), self.heads)
+        v = _split_heads(self.v_proj(self.v_norm(v)), self.heads)
+        out = local_attention(q, k, v, new_mask, self.window, self.attn_dropout, self.training)
+        out = _merge_heads(out) * new_mask[..., None].to(out.dtype)  # padded query rows → 0
+        return self.dropout(self.out_proj(out)), new_mask
+
+
+class GlobalSelfAttention(nn.Module):
+    """Plain multi-head self-attention (text encoder, attention pooling); padded keys excluded."""
+
+    def __init__(self, dim: int, heads: int, attn_dropout: float, proj_dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.attn_dropout = attn_dropout
+        self.q_proj, self.k_proj, self.v_proj = (nn.Linear(dim, dim) for _ in range(3))
+        self.out_proj = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(proj_dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q = _split_heads(self.q_proj(x), self.heads)
+        k = _split_heads(self.k_proj(x), self.heads)
+        v = _split_heads(self.v_proj(x), self.heads)
+        out = global_attention(q, k, v, mask, self.attn_dropout, self.training)
+        out = _merge_heads(out) * mask[..., None].to(out.dtype)
+        return self.dropout(self.out_proj(out))
+
+
+class MaskedMaxPool(nn.Module):
+    """Max-pool, kernel 3, stride 2, padding 1, over valid positions only (SnAG's strided skip)."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        fill = torch.finfo(x.dtype).min
+        x = x.masked_fill(~mask[..., None], fill)
+        xp = F.pad(x, (0, 0, 1, 1), value=fill)
+        t_out = (x.shape[1] - 1) // 2 + 1
+        return torch.maximum(
+            torch.maximum(xp[:, 0 : 2 * t_out - 1 : 2], xp[:, 1 : 2 * t_out : 2]), xp[:, 2 : 2 * t_out + 1 : 2]
+        )
+
+
+class VideoBlock(nn.Module):
+    """Pre-LN local-window Transformer block with optional stride-2 downsampling (SnAG §1.1)."""
+
+    def __init__(self, config: MSCLConfig, stride: int):
+        super().__init__()
+        c = config.hidden_size
+        self.stride = stride
+        self.norm_attn = nn.LayerNorm(c)
+        self.attn = LocalSelfAttention(config, stride)
+        self.skip_pool = MaskedMaxPool() if stride > 1 else None
+        self.layer_scale_attn = LayerScale(c, config.layer_scale_init, config.drop_path)
+        self.norm_ffn = nn.LayerNorm(c)
+        self.ffn = FeedForward(c, config.hidden_dropout)
+        self.layer_scale_ffn = LayerScale(c, config.layer_scale_init, config.drop_path)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = x * mask[..., None].to(x.dtype)
+        h, new_mask = self.attn(self.norm_attn(x), mask)
+        skip = self.skip_pool(x, mask) if self.skip_pool is not None else x
+        m = new_mask[..., None].to(x.dtype)
+        x = skip * m + self.layer_scale_attn(h)
+        x = x + self.layer_scale_ffn(self.ffn(self.norm_ffn(x)) * m)
+        return x, new_mask
+
+
+class TextBlock(nn.Module):
+    """Pre-LN Transformer block with global self-attention (SnAG text encoder, conv disabled)."""
+
+    def __init__(self, config: MSCLConfig):
+        super().__init__()
+        d = config.text_hidden_size
+        self.norm_attn = nn.LayerNorm(d)
+        self.attn = GlobalSelfAttention(d, config.num_attention_heads, config.attention_dropout, config.hidden_dropout)
+        self.layer_scale_attn = LayerScale(d, config.layer_scale_init, config.drop_path)
+        self.norm_ffn = nn.LayerNorm(d)
+        self.ffn = FeedForward(d, config.hidden_dropout)
+        self.layer_scale_ffn = LayerScale(d, config.layer_scale_init, config.drop_path)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask[..., None].to(x.dtype)
+        x = x * m
+        x = x * m + self.layer_scale_attn(self.attn(self.norm_attn(x), mask))
+        return x + self.layer_scale_ffn(self.ffn(self.norm_ffn(x)) * m)
+
+
+# --------------------------------------------------------------------------------------------
+# encoders, fusion, heads
+# --------------------------------------------------------------------------------------------
+
+
+class MSCLVideoEncoder(nn.Module):
+    """Conv projection + embedding convs (Z^0), optional PE, stem, and the pyramid branch (Z^1..Z^L)."""
+
+    def __init__(self, config: MSCLConfig):
+        super().__init__()
+        c = config.hidden_size
+        self.config = config
+        self.embed_proj = nn.Linear(config.video_input_dim, c)
+        convs, norms = [], []
+        for i in range(config.num_embedding_convs):
+            strided = config.video_input_stride > 1 and i == 0
+            convs.append(MaskedConv(c, c, kernel_size=5 if strided else 3, stride=config.video_input_stride if strided else 1))
+            norms.append(nn.LayerNorm(c))
+        self.embed_convs = nn.ModuleList(convs)
+        self.embed_norms = nn.ModuleList(norms)
+        self.stem = nn.ModuleList(VideoBlock(config, 1) for _ in range(config.num_stem_blocks))
+        self.branch = nn.ModuleList(
+            VideoBlock(config, 1 if i == 0 else 2) for i in range(config.num_pyramid_levels)
+        )
+        self._pe_cache = {}
+
+    def position_table(self, device) -> torch.Tensor:
+        key = str(device)
+        if key not in self._pe_cache:  # computed, not a buffer: nothing to restore after loading
+            self._pe_cache[key] = sinusoid_table(self.config.max_video_length, self.config.hidden_size, device)
+        return self._pe_cache[key]
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor):
+        """``features (B, T_in, Dv)``, ``mask (B, T_in)`` → embedding ``(B, T, C)``, its mask, the
+        pyramid (per level ``(B, T_l, C)``) and the level masks."""
+        x = features * mask[..., None].to(features.dtype)
+        x = self.embed_proj(x)
+        for conv, norm in zip(self.embed_convs, self.embed_norms):
+            x, mask = conv(x, mask)
+            x = F.relu(norm(x))
+        x = x * mask[..., None].to(x.dtype)
+        embedding, embedding_mask = x, mask  # Z^0: before the position encoding, masked
+        if self.config.video_use_abs_pe:
+            x = add_position_encoding(x, mask, self.position_table(x.device))
+        for block in self.stem:
+            x, mask = block(x, mask)
+        levels, masks = [], []
+        for block in self.branch:
+            x, mask = block(x, mask)
+            levels.append(x)
+            masks.append(mask)
+        return embedding, embedding_mask, levels, masks
+
+
+class MSCLTextEncoder(nn.Module):
+    """SnAG's text encoder: ``transformer`` (PE + background token + global blocks) or ``identity``
+    (attention-pooled token prepended to the projected tokens)."""
+
+    def __init__(self, config: MSCLConfig):
+        super().__init__()
+        d = config.text_hidden_size
+        self.config = config
+        self.embed_proj = nn.Linear(config.text_input_dim, d)
+        self.kind = config.text_encoder_type
+        if self.kind == "transformer":
+            self.background_token = (
+                nn.Parameter(torch.zeros(d)) if config.text_use_background_token else None
+            )
+            self.layers = nn.ModuleList(TextBlock(config) for _ in range(config.text_num_layers))
+            self.attention_pool = None
+        else:
+            self.background_token = None
+            self.layers = nn.ModuleList()
+            self.attention_pool = GlobalSelfAttention(d, config.num_attention_heads, config.attention_dropout, 0.0)
+        self._pe_cache = {}
+
+    def position_table(self, device) -> torch.Tensor:
+        key = str(device)
+        if key not in self._pe_cache:
+            self._pe_cache[key] = sinusoid_table(self.config.max_text_length, self.config.text_hidden_size, device)
+        return self._pe_cache[key]
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(N, L, Dt)`` token features → ``(N, L+1, D)`` with token 0 the background/pooled token."""
+        x = self.embed_proj(features * mask[..., None].to(features.dtype))
+        if self.kind == "transformer":
+            if self.config.text_use_abs_pe:
+                x = add_position_encoding(x, mask, self.position_table(x.device))
+            if self.background_token is not None:
+                bg = self.background_token.to(x.dtype)[None, None].expand(x.shape[0], 1, -1)
+                x = torch.cat((bg, x), dim=1)
+                mask = torch.cat((mask[:, :1], mask), dim=1)
+            for layer in self.layers:
+                x = layer(x, mask)
+            return x, mask
+        # identity: attention pooling over [masked mean, tokens], output 0 prepended to the tokens
+        m = mask[..., None].to(x.dtype)
+        mean = (x * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1.0)
+        seq = torch.cat((mean, x), dim=1)
+        seq_mask = torch.cat((mask[:, :1] | True, mask), dim=1)
+        pooled = self.attention_pool(seq, seq_mask)[:, :1]
+        return torch.cat((pooled, x), dim=1), torch.cat((seq_mask[:, :1], mask), dim=1)
+
+
+class FusionLayer(nn.Module):
+    """One cross-attention modulation layer (SnAG §1.3): ``q ← norm(q)·scale + shift`` (no residual
+    around the attention), then a LayerScale FFN residual."""
+
+    def __init__(self, config: MSCLConfig):
+        super().__init__()
+        c, d = config.hidden_size, config.text_hidden_size
+        self.heads = config.num_attention_heads
+        self.attn_dropout = config.attention_dropout
+        self.norm_video = nn.LayerNorm(c)
+        self.norm_text = nn.LayerNorm(d)
+        self.q_conv = DepthwiseConv(c, 1)
+        self.q_norm = nn.LayerNorm(c)
+        self.q_proj = nn.Linear(c, c)
+        self.k_proj = nn.Linear(d, c)
+        self.v_proj = nn.Linear(d, c)
+        self.out_proj = nn.Linear(c, 2 * c)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        # adaln: non-affine LN of the modulated features; affine: modulate them as they are
+        self.modulation_norm = nn.LayerNorm(c, elementwise_affine=False) if config.fusion_mode == "adaln" else nn.Identity()
+        self.norm_ffn = nn.LayerNorm(c)
+        self.ffn = FeedForward(c, config.hidden_dropout)
+        self.layer_scale_ffn = LayerScale(c, config.layer_scale_init, config.drop_path)
+
+    def forward(
+        self,
+        video: torch.Tensor,
+        video_mask: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        query_video_index: Optional[torch.Tensor],
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``video (B', T, C)``; ``text (N, L, D)``; ``query_video_index (N,)`` maps each query to its
+        row of ``video`` (``None`` when video already has one row per query)."""
+        m = video_mask[..., None].to(video.dtype)
+        video = video * m
+        q, _ = self.q_conv(self.norm_video(video), video_mask)
+        q = self.q_proj(self.q_norm(q))
+        if query_video_index is not None:  # one row per (video, query) pair from here on
+            q = q.index_select(0, query_video_index)
+            video = video.index_select(0, query_video_index)
+            video_mask = video_mask.index_select(0, query_video_index)
+            m = video_mask[..., None].to(video.dtype)
+        kv = self.norm_text(text)
+        k = _split_heads(self.k_proj(kv), self.heads)
+        v = _split_heads(self.v_proj(kv), self.heads)
+        out = global_attention(_split_heads(q, self.heads), k, v, text_mask, self.attn_dropout, self.training)
+        out = self.dropout(self.out_proj(_merge_heads(out)))
+        scale, shift = out.chunk(2, dim=-1)
+        x = self.modulation_norm(video * m) * scale + shift
+        x = x + self.layer_scale_ffn(self.ffn(self.norm_ffn(x)) * m)
+        return x, video_mask
+
+
+class MSCLFusion(nn.Module):
+    """Two shared fusion layers and a final LayerNorm, applied to every pyramid level."""
+
+    def __init__(self, config: MSCLConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(FusionLayer(config) for _ in range(config.fusion_num_layers))
+        self.norm_out = nn.LayerNorm(config.hidden_size)
+
+    def forward(self, video, video_mask, text, text_mask, query_video_index):
+        x, mask = video, video_mask
+        for i, layer in enumerate(self.layers):
+            x, mask = layer(x, mask, text, text_mask, query_video_index if i == 0 else None)
+        if not self.layers:
+            x, mask = x.index_select(0, query_video_index), mask.index_select(0, query_video_index)
+        return self.norm_out(x), mask
+
+
+class MSCLHead(nn.Module):
+    """Shared conv head: ``n × [masked conv k3 → LN → ReLU]`` then a masked conv to ``out_dim``."""
+
+    def __init__(self, config: MSCLConfig, out_dim: int, num_levels: int = 0):
+        super().__init__()
+        c = config.hidden_size
+        self.convs = nn.ModuleList(MaskedConv(c, c, 3) for _ in range(config.head_num_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(c) for _ in range(config.head_num_layers))
+        self.out = MaskedConv(c, out_dim, 3, bias=True)
+        # per-level learnable scalar of the regression head (SnAG's Scale), empty for classification
+        self.level_scales = nn.Parameter(torch.ones(num_levels)) if num_levels else None
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, level: int) -> torch.Tensor:
+        for conv, norm in zip(self.convs, self.norms):
+            x, _ = conv(x, mask)
+            x = F.relu(norm(x))
+        out, _ = self.out(x, mask)
+        if self.level_scales is not None:
+            out = F.relu(out * self.level_scales[level])
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# pretrained model
+# --------------------------------------------------------------------------------------------
+
+
+class MSCLPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and Hub plumbing shared by MSCL models."""
+
+    config_class = MSCLConfig
+    base_model_prefix = "mscl"
+    main_input_name = "video_features"
+    supports_gradient_checkpointing = False
+    # the forward takes no **kwargs; stated explicitly so the Trainer never scales the loss itself
+    accepts_loss_kwargs = False
+    _no_split_modules = ["VideoBlock", "TextBlock", "FusionLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """SnAG's init (§1.5): PyTorch default for linear/conv weights, every bias zero, LN (1, 0),
+        LayerScale at its init value, per-level scales 1, background token trunc-normal(0, 0.02)."""
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, DepthwiseConv):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+        elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, LayerScale):
+            module.gamma.fill_(module.init_value)
+        elif isinstance(module, MSCLHead):
+            if module.level_scales is not None:
+                module.level_scales.fill_(1.0)
+        elif isinstance(module, MSCLTextEncoder) and module.background_token is not None:
+            nn.init.trunc_normal_(module.background_token, std=0.02, a=-2.0, b=2.0)
+        elif isinstance(module, MSCLForTemporalGrounding):
+            prior = self.config.head_prior_prob
+            bias = -math.log((1 - prior) / prior) if prior > 0 else 0.0
+            module.cls_head.out.conv.bias.fill_(bias)
+            module.loss_normalizer.fill_(self.config.loss_normalizer_init)
+
+
+class MSCLForTemporalGrounding(MSCLPreTrainedModel):
+    """MSCL for video temporal grounding.
+
+    ``forward`` takes a video-centric batch (B videos, N queries, each query pointing at its video)
+    and returns per-level logits/offsets and, with ``labels``, the four loss terms of Eq. 13.
+    :meth:`ground` runs inference on one whole video and any number of queries.
+
+    Example::
+
+        model = MSCLForTemporalGrounding(MSCLConfig.from_preset("tacos_c3d"))
+        moments = model.ground(video_features, [query_tokens])  # [(K, 3) start, end, score in grid units]
+    """
+
+    def __init__(self, config: MSCLConfig):
+        super().__init__(config)
+        self.text_encoder = MSCLTextEncoder(config)
+        self.video_encoder = MSCLVideoEncoder(config)
+        self.fusion = MSCLFusion(config)
+        self.cls_head = MSCLHead(config, 1)
+        self.reg_head = MSCLHead(config, 2, num_levels=config.num_pyramid_levels)
+        # EMA of the positive count per optimiser step (SnAG §3); saved with the weights
+        self.register_buffer("loss_normalizer", torch.tensor(float(config.loss_normalizer_init)), persistent=True)
+        self.post_init()
+
+    # ----------------------------------------------------------------------------------------
+    # input checks
+    # ----------------------------------------------------------------------------------------
+    def _check_inputs(self, video_features, video_mask, text_features, text_mask, query_video_index, labels):
+        cfg = self.config
+        if video_features.ndim != 3:
+            raise ValueError(f"video_features must be (B, T, {cfg.video_input_dim}), got shape {tuple(video_features.shape)}")
+        if video_features.shape[-1] != cfg.video_input_dim:
+            raise ValueError(
+                f"video feature dimension is {video_features.shape[-1]} but the model expects "
+                f"video_input_dim={cfg.video_input_dim}"
+            )
+        if video_features.shape[1] == 0:
+            raise ValueError("video_features has zero time steps")
+        if text_features.ndim != 3:
+            raise ValueError(f"text_features must be (N, L, {cfg.text_input_dim}), got shape {tuple(text_features.shape)}")
+        if text_features.shape[-1] != cfg.text_input_dim:
+            raise ValueError(
+                f"text feature dimension is {text_features.shape[-1]} but the model expects "
+                f"text_input_dim={cfg.text_input_dim}"
+            )
+        if video_mask.shape != video_features.shape[:2]:
+            raise ValueError(f"video_mask shape {tuple(video_mask.shape)} != video_features (B, T) {tuple(video_features.shape[:2])}")
+        if text_mask.shape != text_features.shape[:2]:
+            raise ValueError(f"text_mask shape {tuple(text_mask.shape)} != text_features (N, L) {tuple(text_features.shape[:2])}")
+        if text_features.shape[0] == 0:
+            raise ValueError("the batch holds no text query")
+        if not bool(video_mask.any(dim=1).all()):
+            raise ValueError("a video in the batch has no valid time step (empty video_mask row)")
+        if not bool(text_mask.any(dim=1).all()):
+            raise ValueError("a text query in the batch is empty (no valid token in text_mask)")
+        if not bool(torch.isfinite(video_features).all()):
+            raise ValueError("video_features contain NaN or inf")
+        if not bool(torch.isfinite(text_features).all()):
+            raise ValueError("text_features contain NaN or inf")
+        if query_video_index.shape != (text_features.shape[0],):
+            raise ValueError(
+                f"query_video_index must have one entry per query ({text_features.shape[0]}), got shape "
+                f"{tuple(query_video_index.shape)}"
+            )
+        bad = (query_video_index < 0) | (query_video_index >= video_features.shape[0])
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"query {i} points at video {int(query_video_index[i])}, but the batch has "
+                f"{video_features.shape[0]} video(s)"
+            )
+        if labels is not None:
+            if labels.shape != (text_features.shape[0], 2):
+                raise ValueError(f"labels must be (N, 2) segments, got shape {tuple(labels.shape)}")
+            if not bool(torch.isfinite(labels).all()):
+                raise ValueError("labels contain NaN or inf")
+            inverted = labels[:, 0] >= labels[:, 1]
+            if bool(inverted.any()):
+                i = int(inverted.nonzero()[0, 0])
+                raise ValueError(
+                    f"label of query {i} has start >= end ({float(labels[i, 0])} >= {float(labels[i, 1])})"
+                )
+
+    # ----------------------------------------------------------------------------------------
+    # building blocks of the forward, reusable by `ground`
+    # ----------------------------------------------------------------------------------------
+    def encode_video(self, video_features: torch.Tensor, video_mask: torch.Tensor):
+        """``(B, T_in, Dv)`` → (Z^0 ``(B, T, C)``, its mask, pyramid levels, level masks)."""
+        return self.video_encoder(video_features, video_mask)
+
+    def encode_text(self, text_features: torch.Tensor, text_mask: torch.Tensor):
+        """``(N, L, Dt)`` → ``(N, L+1, D)`` and its mask."""
+        return self.text_encoder(text_features, text_mask)
+
+    def fuse_and_predict(self, levels, level_masks, text, text_mask, query_video_index):
+        """Fusion + heads on every level; returns per-level fused features, logits, offsets, masks."""
+        fused, logits, offsets, masks = [], [], [], []
+        for level, (x, m) in enumerate(zip(levels, level_masks)):
+            f, fm = self.fusion(x, m, text, text_mask, query_video_index)
+            fused.append(f)
+            masks.append(fm)
+            logits.append(self.cls_head(f, fm, level)[..., 0])
+            offsets.append(self.reg_head(f, fm, level))
+        return fused, logits, offsets, masks
+
+    # ----------------------------------------------------------------------------------------
+    def forward(
+        self,
+        video_features: torch.Tensor,
+        video_mask: Optional[torch.Tensor] = None,
+        text_features: Optional[torch.Tensor] = None,
+        text_mask: Optional[torch.Tensor] = None,
+        query_video_index: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        contrastive_query_index: Optional[torch.Tensor] = None,
+        contrastive_seeds: Optional[torch.Tensor] = None,
+        contrastive_normalizer: Optional[torch.Tensor] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+    ) -> MSCLOutput:
+        r"""
+        Args:
+            video_features: ``(B, T_in, Dv)`` clip features, zero-padded.
+            video_mask: ``(B, T_in)`` bool, True at valid steps (default: all valid).
+            text_features: ``(N, L, Dt)`` token features of the N queries.
+            text_mask: ``(N, L)`` bool (default: all valid).
+            query_video_index: ``(N,)`` video of each query (default: ``arange(N)`` when ``N == B``).
+            labels: ``(N, 2)`` each query's ``(start, end)`` on the model grid (input feature index
+                divided by ``video_input_stride``). Enables the losses.
+            contrastive_query_index: ``(B,)`` the query drawn for each video by query-centric
+                sampling (Eq. 10). Default: drawn here, uniformly, from ``contrastive_seeds``.
+            contrastive_seeds: ``(B,)`` int64 per-video seeds (from (seed, epoch, video id)) for
+                the query draw and the negatives; default: the global torch RNG.
+            contrastive_normalizer: ``(2,)`` divisors for the (within, cross) sums when the reduction
+                is ``"mean"``. Default: this batch's pair counts, summed across processes and divided
+                by the world size under ``torch.distributed`` (so DDP's gradient averaging yields the
+                gradient of the global mean). A trainer accumulating gradients passes the count summed
+                over the micro-batches of the step, divided by the world size.
+        """
+        cfg = self.config
+        if text_features is None:
+            raise ValueError("text_features are required")
+        b, n = video_features.shape[0], text_features.shape[0]
+        if video_mask is None:
+            video_mask = torch.ones(video_features.shape[:2], dtype=torch.bool, device=video_features.device)
+        if text_mask is None:
+            text_mask = torch.ones(text_features.shape[:2], dtype=torch.bool, device=text_features.device)
+        if query_video_index is None:
+            if n != b:
+                raise ValueError(f"query_video_index is required when the batch has {n} queries for {b} videos")
+            query_video_index = torch.arange(n, device=video_features.device)
+        video_mask, text_mask = video_mask.bool(), text_mask.bool()
+        query_video_index = query_video_index.long()
+        self._check_inputs(video_features, video_mask, text_features, text_mask, query_video_index, labels)
+        stride_all = cfg.pyramid_stride * cfg.video_input_stride
+        if video_features.shape[1] % stride_all:
+            raise ValueError(
+                f"padded video length {video_features.shape[1]} must be a multiple of {stride_all} "
+                "(top pyramid stride × input stride); pad the batch (the collator and `ground` do)"
+            )
+
+        text, tmask = self.encode_text(text_features, text_mask)
+        embedding, embedding_mask, levels, level_masks = self.encode_video(video_features, video_mask)
+        fused, logits, offsets, masks = self.fuse_and_predict(levels, level_masks, text, tmask, query_video_index)
+
+        loss = loss_cls = loss_reg = loss_within = loss_cross = num_pos = pair_counts = None
+        if labels is not None:
+            loss_cls, loss_reg, num_pos = self._grounding_losses(labels.float(), logits, offsets, masks)
+            loss_within, loss_cross, pair_counts = self._contrastive_losses(
+                labels.float(), query_video_index, embedding, embedding_mask, levels, level_masks,
+                contrastive_query_index, contrastive_seeds, contrastive_normalizer,
+            )
+            loss = loss_cls + cfg.regression_loss_weight * loss_reg
+            loss = loss + cfg.within_loss_weight * loss_within + cfg.cross_loss_weight * loss_cross
+
+        hidden = output_hidden_states if output_hidden_states is not None else cfg.output_hidden_states
+        return MSCLOutput(
+            loss=loss,
+            loss_cls=loss_cls,
+            loss_reg=loss_reg,
+            loss_within=loss_within,
+            loss_cross=loss_cross,
+            logits=tuple(logits),
+            offsets=tuple(offsets),
+            masks=tuple(masks),
+            num_positives=num_pos,
+            num_contrastive_pairs=pair_counts,
+            text_hidden_states=text if hidden else None,
+            text_mask=tmask if hidden else None,
+            video_hidden_states=tuple(levels) if hidden else None,
+            video_embeddings=embedding if hidden else None,
+            video_masks=tuple(level_masks) if hidden else None,
+            fused_hidden_states=tuple(fused) if hidden else None,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # losses
+    # ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _world_size() -> int:
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+    def _grounding_losses(self, labels, logits, offsets, masks):
+        cfg = self.config
+        lengths = [x.shape[1] for x in logits]
+        positives, targets = assign_labels(labels, lengths, cfg.regression_ranges, cfg.center_sampling_radius)
+        valid = torch.cat(masks, dim=1)  # (N, ΣT_l)
+        pos = torch.cat(positives, dim=1) & valid
+        all_logits = torch.cat(logits, dim=1)
+        focal = sigmoid_focal_loss(
+            all_logits, pos.float(), alpha=cfg.focal_alpha, gamma=cfg.focal_gamma, label_smoothing=cfg.label_smoothing
+        )
+        cls_sum = focal.masked_fill(~valid, 0.0).sum()
+        pred = torch.cat(offsets, dim=1)[pos]
+        tgt = torch.cat(targets, dim=1)[pos]
+        reg_sum = iou_loss_1d(pred, tgt, kind=cfg.regression_loss_type).sum() if pred.numel() else pred.sum() * 0.0
+        norm = self.loss_normalizer.float()
+        # DDP averages gradients; scaling by the world size makes the result the gradient of the
+        # global sum divided by the shared normaliser, as with one process (SnAG does the same)
+        scale = float(self._world_size()) if self.training else 1.0
+        return cls_sum * scale / norm, reg_sum * scale / norm, pos.sum()
+
+    def _contrastive_losses(
+        self, labels, query_video_index, embedding, embedding_mask, levels, level_masks,
+        contrastive_query_index, contrastive_seeds, contrastive_normalizer,
+    ):
+        cfg = self.config
+        zero = embedding.new_zeros((), dtype=torch.float32)
+        if not cfg.use_contrastive:
+            return zero, zero, torch.zeros(2, dtype=torch.long, device=embedding.device)
+        b = embedding.shape[0]
+        generators = None
+        if contrastive_seeds is not None:
+            generators = [torch.Generator().manual_seed(int(s)) for s in contrastive_seeds.tolist()]
+        if contrastive_query_index is None:
+            contrastive_query_index = self._draw_queries(query_video_index, b, generators)
+        contrastive_query_index = contrastive_query_index.long().to(embedding.device)
+        if contrastive_query_index.shape != (b,):
+            raise ValueError(f"contrastive_query_index must have one entry per video ({b}), got {tuple(contrastive_query_index.shape)}")
+        owner = query_video_index[contrastive_query_index]
+        if bool((owner != torch.arange(b, device=owner.device)).any()):
+            raise ValueError("contrastive_query_index must pick, for every video, one of that video's own queries")
+        segments = labels[contrastive_query_index]  # (B, 2) on the model grid
+
+        # P(l) and candidate N(l) for Z^0 (stride 1) and the pyramid levels (stride 2^l)
+        strides = [1.0] + [float(2**l) for l in range(len(levels))]
+        feats = [embedding] + list(levels)
+        fmasks = [embedding_mask] + list(level_masks)
+        pos_sets, neg_sets = [], []
+        for z, m, stride in zip(feats, fmasks, strides):
+            pos = contrastive_positive_mask(segments, z.shape[1], stride, cfg.contrastive_radius, m)
+            cand = contrastive_negative_candidates(segments, z.shape[1], stride, m)
+            counts = torch.ceil(pos.sum(dim=1).float() * cfg.contrastive_negative_ratio).long()
+            noise = self._uniform_noise(b, z.shape[1], generators, z.device)
+            pos_sets.append(pos)
+            neg_sets.append(draw_negatives(cand, counts, noise))
+
+        # pair counts are known before any similarity is computed: normalise with global counts
+        within_pairs = sum(((p.sum(1) * (p.sum(1) - 1))).sum() for p in pos_sets[1:])
+        cross_pairs = (pos_sets[0].sum(1)[:, None] * torch.stack([p.sum(1) for p in pos_sets[1:]], 1)).sum()
+        pair_counts = torch.stack((within_pairs, cross_pairs)).long()
+        normalizer = contrastive_normalizer
+        if normalizer is None and cfg.contrastive_reduction == "mean":
+            normalizer = pair_counts.float()
+            world = self._world_size()
+            if world > 1 and self.training:
+                normalizer = normalizer.clone()
+                dist.all_reduce(normalizer)
+                normalizer = normalizer / world
+        kwargs = dict(temperature=cfg.contrastive_temperature, normalize=cfg.contrastive_normalize,
+                      reduction=cfg.contrastive_reduction)
+        within = within_scale_contrastive_loss(
+            levels, pos_sets[1:], neg_sets[1:], normalizer=None if normalizer is None else normalizer[0], **kwargs
+        )
+        cross = cross_scale_contrastive_loss(
+            embedding, pos_sets[0], levels, pos_sets[1:], neg_sets[1:],
+            normalizer=None if normalizer is None else normalizer[1], **kwargs,
+        )
+        return within, cross, pair_counts
+
+    @staticmethod
+    def _draw_queries(query_video_index, num_videos, generators):
+        """Eq. 10: one of each video's queries, uniformly."""
+        picks = []
+        for v in range(num_videos):
+            idx = (query_video_index == v).nonzero().flatten()
+            if idx.numel() == 0:
+                raise ValueError(f"video {v} of the batch has no query; every video needs at least one")
+            r = torch.randint(idx.numel(), (1,), generator=generators[v] if generators else None)
+            picks.append(idx[int(r)])
+        return torch.stack(picks)
+
+    @staticmethod
+    def _uniform_noise(b, t, generators, device):
+        if generators is None:
+            return torch.rand(b, t, device=device)
+        return torch.stack([torch.rand(t, generator=g) for g in generators]).to(device)
+
+    @torch.no_grad()
+    def update_loss_normalizer(self, num_positives: Union[int, float, torch.Tensor]) -> float:
+        """EMA update of the positive-count normaliser, once per optimiser step, after backward.
+
+        ``num_positives`` must be the count summed over the step's micro-batches and processes.
+        """
+        m = self.config.loss_normalizer_momentum
+        value = float(num_positives)
+        self.loss_normalizer.mul_(m).add_((1.0 - m) * max(value, 1.0))
+        return float(self.loss_normalizer)
+
+    def count_contrastive_pairs(self, labels, video_mask, contrastive_query_index) -> torch.Tensor:
+        """(within, cross) pair counts of a batch without running the network (for trainers that
+        normalise over several micro-batches)."""
+        cfg = self.config
+        segments = labels.float()[contrastive_query_index.long()]
+        t = video_mask.shape[1] // cfg.video_input_stride
+        mask = downsample_mask(video_mask.bool(), cfg.video_input_stride)
+        counts = [contrastive_positive_mask(segments, t, 1.0, cfg.contrastive_radius, mask).sum(1)]
+        for level in range(cfg.num_pyramid_levels):
+            m = downsample_mask(mask, 2**level)
+            counts.append(contrastive_positive_mask(segments, m.shape[1], float(2**level), cfg.contrastive_radius, m).sum(1))
+        within = sum((c * (c - 1)).sum() for c in counts[1:])
+        cross = (counts[0][:, None] * torch.stack(counts[1:], 1)).sum()
+        return torch.stack((within, cross)).long()
+
+    # ----------------------------------------------------------------------------------------
+    # inference
+    # ----------------------------------------------------------------------------------------
+    def _as_tensor(self, x, name: str) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            try:
+                x = torch.as_tensor(x)
+            except Exception as exc:  # pragma: no cover - message only
+                raise ValueError(f"{name} must be an array or tensor, got {type(x).__name__}") from exc
+        return x.to(device=self.device, dtype=torch.float32)
+
+    def _prepare_queries(self, text_features, text_mask) -> List[torch.Tensor]:
+        cfg = self.config
+        if isinstance(text_features, (list, tuple)):
+            queries = [self._as_tensor(t, f"text_features[{i}]") for i, t in enumerate(text_features)]
+        else:
+            t = self._as_tensor(text_features, "text_features")
+            if t.ndim == 2:
+                queries = [t]
+            elif t.ndim == 3:
+                if text_mask is None:
+                    queries = list(t)
+                else:
+                    text_mask = torch.as_tensor(text_mask, dtype=torch.bool, device=t.device)
+                    queries = [q[m] for q, m in zip(t, text_mask)]
+            else:
+                raise ValueError(f"text_features must be (L, D), (N, L, D) or a list of (L, D); got {tuple(t.shape)}")
+        if not queries:
+            raise ValueError("no text query given")
+        for i, q in enumerate(queries):
+            if q.ndim != 2:
+                raise ValueError(f"query {i}: token features must be (L, {cfg.text_input_dim}), got shape {tuple(q.shape)}")
+            if q.shape[0] == 0:
+                raise ValueError(f"query {i} is empty (zero tokens)")
+            if q.shape[1] != cfg.text_input_dim:
+                raise ValueError(
+                    f"query {i}: text feature dimension is {q.shape[1]} but the model expects "
+                    f"text_input_dim={cfg.text_input_dim}"
+                )
+            if not bool(torch.isfinite(q).all()):
+                raise ValueError(f"query {i}: text features contain NaN or inf")
+        return queries
+
+    def _query_chunk_size(self, grid_length: int) -> int:
+        cfg = self.config
+        # bound the per-level fusion activations (Q × T_0 × 4C floats in the FFN) to ~256 MB
+        budget = 2**24
+        by_memory = max(1, budget // max(1, grid_length * cfg.hidden_size))
+        return max(1, min(cfg.inference_query_chunk_size, by_memory))
+
+    @torch.no_grad()
+    def ground(
+        self,
+        video_features,
+        text_features,
+        *,
+        text_mask=None,
+        video_length: Optional[int] = None,
+        query_chunk_size: Optional[int] = None,
+        max_segments: Optional[int] = None,
+        pre_nms_threshold: Optional[float] = None,
+    ) -> List[torch.Tensor]:
+        """Ground every query in one whole video.
+
+        The video is encoded once, padded only to a multiple of the top pyramid stride (never to the
+        training length), and the queries are fused in memory-bounded chunks.
+
+        Args:
+            video_features: ``(T_in, Dv)`` (or ``(1, T_in, Dv)``) features of the whole video.
+            text_features: one query ``(L, Dt)``, a list of them, or ``(N, L, Dt)`` with ``text_mask``.
+            video_length: valid input steps when ``video_features`` is already padded.
+            query_chunk_size: queries fused at once (default: config, bounded by memory).
+            max_segments / pre_nms_threshold: override the config's decoding settings.
+
+        Returns:
+            one ``(K, 3)`` float tensor per query: ``(start, end, score)`` on the model grid (input
+            feature index / ``video_input_stride``), sorted by score, after Soft-NMS and voting.
+        """
+        cfg = self.config
+        video = self._as_tensor(video_features, "video_features")
+        if video.ndim == 3:
+            if video.shape[0] != 1:
+                raise ValueError(f"ground takes one video at a time, got a batch of {video.shape[0]}")
+            video = video[0]
+        if video.ndim != 2:
+            raise ValueError(f"video_features must be (T, {cfg.video_input_dim}), got shape {tuple(video.shape)}")
+        if video.shape[1] != cfg.video_input_dim:
+            raise ValueError(
+                f"video feature dimension is {video.shape[1]} but the model expects video_input_dim={cfg.video_input_dim}"
+            )
+        t_valid = int(video_length) if video_length is not None else video.shape[0]
+        if t_valid < 1 or t_valid > video.shape[0]:
+            raise ValueError(f"video has {t_valid} valid steps; it must have at least one (and at most {video.shape[0]})")
+        video = video[:t_valid]
+        if not bool(torch.isfinite(video).all()):
+            raise ValueError("video_features contain NaN or inf")
+        queries = self._prepare_queries(text_features, text_mask)
+
+        was_training = self.training
+        self.eval()
+        try:
+            unit = cfg.pyramid_stride * cfg.video_input_stride
+            t_pad = max(unit, -(-t_valid // unit) * unit)
+            padded = F.pad(video, (0, 0, 0, t_pad - t_valid))[None]
+            vmask = (torch.arange(t_pad, device=video.device) < t_valid)[None]
+            _, _, levels, level_masks = self.encode_video(padded, vmask)
+            chunk = query_chunk_size or self._query_chunk_size(levels[0].shape[1])
+            results: List[torch.Tensor] = []
+            for start in range(0, len(queries), chunk):
+                part = queries[start : start + chunk]
+                lmax = max(q.shape[0] for q in part)
+                text = torch.stack([F.pad(q, (0, 0, 0, lmax - q.shape[0])) for q in part])
+                tmask = torch.stack([torch.arange(lmax, device=text.device) < q.shape[0] for q in part])
+                enc, enc_mask = self.encode_text(text, tmask)
+                index = torch.zeros(len(part), dtype=torch.long, device=text.device)
+                _, logits, offsets, masks = self.fuse_and_predict(levels, level_masks, enc, enc_mask, index)
+                results.extend(
+                    self.decode(logits, offsets, masks, max_segments=max_segments, pre_nms_threshold=pre_nms_threshold)
+                )
+            return results
+        finally:
+            self.train(was_training)
+
+    def decode(
+        self,
+        logits: Sequence[torch.Tensor],
+        offsets: Sequence[torch.Tensor],
+        masks: Sequence[torch.Tensor],
+        *,
+        max_segments: Optional[int] = None,
+        pre_nms_threshold: Optional[float] = None,
+    ) -> List[torch.Tensor]:
+        """Per-level head outputs of N queries → per query ``(K, 3)`` moments (SnAG §5 steps 4–8)."""
+        cfg = self.config
+        threshold = cfg.pre_nms_threshold if pre_nms_threshold is None else pre_nms_threshold
+        keep_segments = cfg.max_segments if max_segments is None else max_segments
+        scores = torch.cat([torch.sigmoid(x.float()) * m.float() for x, m in zip(logits, masks)], dim=1)  # (N, ΣT)
+        offs = torch.cat([o.float() for o in offsets], dim=1)  # (N, ΣT, 2)
+        points = torch.cat([torch.arange(x.shape[1], device=scores.device, dtype=torch.float32) * 2**l for l, x in enumerate(logits)])
+        strides = torch.cat([torch.full((x.shape[1],), float(2**l), device=scores.device) for l, x in enumerate(logits)])
+        k = min(cfg.pre_nms_topk, scores.shape[1])
+        # points at or below the threshold never enter the top-k
+        ranked = scores.masked_fill(scores <= threshold, -1.0)
+        top_scores, top_idx = ranked.topk(k, dim=1)
+        out = []
+        for q in range(scores.shape[0]):
+            keep = top_scores[q] > threshold
+            idx, sc = top_idx[q][keep], top_scores[q][keep]
+            p, s, o = points[idx], strides[idx], offs[q, idx]
+            seg = torch.stack((p - o[:, 0] * s, p + o[:, 1] * s), dim=1)
+            long_enough = (seg[:, 1] - seg[:, 0]) > cfg.min_segment_length
+            seg, sc = seg[long_enough], sc[long_enough]
+            seg, sc = soft_nms_with_voting(
+                seg, sc, sigma=cfg.nms_sigma, min_score=cfg.nms_min_score,
+                max_segments=keep_segments, voting_threshold=cfg.voting_threshold,
+            )
+            out.append(torch.cat((seg, sc[:, None]), dim=1).cpu())
+        return out
+
+
+__all__ = ["MSCLForTemporalGrounding", "MSCLOutput", "MSCLPreTrainedModel"]

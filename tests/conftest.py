@@ -1,0 +1,104 @@
+# ======================================================================================================
+# BEGIN fake Hugging Face Hub (server: tests/hub_server.py, tests: tests/test_hub_server.py)
+# Keep this block FIRST in conftest.py: it must run before anything imports huggingface_hub, datasets
+# or transformers, which read HF_ENDPOINT / HF_HOME / HF_HUB_DISABLE_XET once, at import time.
+# ======================================================================================================
+import os as _fh_os
+import shutil as _fh_shutil
+import sys as _fh_sys
+import tempfile as _fh_tempfile
+
+import pytest
+
+if _fh_os.path.dirname(_fh_os.path.abspath(__file__)) not in _fh_sys.path:
+    _fh_sys.path.insert(0, _fh_os.path.dirname(_fh_os.path.abspath(__file__)))
+from hub_server import DEFAULT_TOKEN as _FH_TOKEN  # noqa: E402
+from hub_server import FakeHubServer as _FakeHubServer  # noqa: E402
+
+# Imported already (e.g. by a block above this one)? Then the env vars below come too late for them.
+_FH_PRELOADED = sorted(m for m in ("huggingface_hub", "datasets", "transformers") if m in _fh_sys.modules)
+# Bind a free loopback port now (listening starts lazily in the `fake_hub` fixture), so the endpoint is
+# known before any Hugging Face library is imported.
+_FH_SERVER = _FakeHubServer()
+_FH_HOME = _fh_tempfile.mkdtemp(prefix="mscl-hf-home-")
+for _fh_var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE", "TRANSFORMERS_CACHE",
+                "HF_XET_CACHE", "HF_ASSETS_CACHE", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
+    _fh_os.environ.pop(_fh_var, None)
+_fh_os.environ.update(
+    HF_ENDPOINT=_FH_SERVER.url,
+    HF_HOME=_FH_HOME,
+    HF_TOKEN=_FH_TOKEN,
+    HF_HUB_DISABLE_XET="1",  # with hf_xet installed, uploads would go through Xet, which cannot be faked
+    HF_HUB_OFFLINE="0",
+    TRANSFORMERS_OFFLINE="0",
+    HF_DATASETS_OFFLINE="0",
+    HF_HUB_DISABLE_TELEMETRY="1",
+    HF_HUB_DISABLE_PROGRESS_BARS="1",
+    HF_HUB_DISABLE_UPDATE_CHECK="1",
+)
+
+
+def _fh_cleanup():
+    _FH_SERVER.stop()
+    _fh_shutil.rmtree(_FH_HOME, ignore_errors=True)
+
+
+import atexit as _fh_atexit  # noqa: E402
+
+_fh_atexit.register(_fh_cleanup)
+
+
+@pytest.fixture
+def fake_hub():
+    """A loopback fake of the Hugging Face Hub, empty at the start of each test; yields its `FakeHub`.
+
+    How the environment is handled (checked with huggingface_hub 2.4 and datasets 5.2): both libraries copy
+    ``HF_ENDPOINT`` into module constants when they are imported (``huggingface_hub.constants.ENDPOINT``,
+    the module-level ``HfApi`` instance, the auth-forwarding origins of ``utils._http``,
+    ``datasets.config.HF_ENDPOINT``...), so patching after import is unreliable. Instead, when pytest
+    imports this conftest (before any test module, hence before huggingface_hub/datasets/transformers),
+    the server's socket is bound to a free port and these variables are set in ``os.environ`` for the
+    whole session: ``HF_ENDPOINT=http://127.0.0.1:<port>``, ``HF_HOME=<session temp dir>`` (its ``hub/``,
+    ``datasets/`` and ``modules/`` caches included), ``HF_TOKEN=hub.token``, ``HF_HUB_DISABLE_XET=1``,
+    ``HF_HUB_OFFLINE=0`` and telemetry/progress bars/update checks off. The port only accepts connections
+    once a test requests this fixture (the first one starts the server thread), so a test that talks to
+    the "Hub" without it fails fast with a connection error instead of reaching the network.
+
+    Subprocesses inherit ``os.environ``, so ``subprocess.run([sys.executable, ...])`` reaches the same
+    server without extra setup (pass ``env=os.environ`` or nothing; building a fresh env dict must copy
+    the ``HF_*`` variables above).
+
+    The `FakeHub` object offers ``endpoint``, ``token``, ``head(repo_id, repo_type=..., revision=...)``,
+    ``commits(...)`` (newest first), ``files(...)`` (path -> bytes), ``file_info(...)`` (LFS or not),
+    ``seed(repo_id, {path: bytes})``, ``fail_next(kind, times=1, status=500)``, ``lfs_threshold`` and the
+    logs ``requests`` / ``unhandled``. See tests/hub_server.py for what is validated. The test fails if
+    the server crashed while handling one of its requests.
+    """
+    if _FH_PRELOADED:
+        pytest.fail(
+            f"{', '.join(_FH_PRELOADED)} was imported before the fake-hub block of tests/conftest.py ran, so"
+            " it does not see HF_ENDPOINT; keep that block first in conftest.py"
+        )
+    _FH_SERVER.start()
+    hub = _FH_SERVER.hub
+    hub.reset()
+    _fh_clear_client_caches()
+    yield hub
+    errors = list(hub.server_errors)
+    hub.reset()
+    _fh_clear_client_caches()
+    if errors:
+        pytest.fail("fake hub crashed while serving this test:\n" + errors[0])
+
+
+def _fh_clear_client_caches():
+    # HfFileSystem instances (fsspec caches them per process) keep directory listings and
+    # "repo exists" answers; repos are recreated with the same names from test to test.
+    hffs = _fh_sys.modules.get("huggingface_hub.hf_file_system")
+    if hffs is not None:
+        hffs.HfFileSystem.clear_instance_cache()
+
+
+# ======================================================================================================
+# END fake Hugging Face Hub
+# ======================================================================================================
