@@ -7,20 +7,30 @@ folder carries its code and loads elsewhere with ``trust_remote_code=True``.
 """
 
 from transformers import AutoConfig, AutoModel
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_mscl import PRESET_NAMES, MSCLConfig
 from .modeling_mscl import MSCLForTemporalGrounding, MSCLOutput, MSCLPreTrainedModel
+from .pipeline_mscl import TASK_NAME as _PIPELINE_TASK
+from .pipeline_mscl import MSCLGroundingPipeline
 from .processing_mscl import TimeMapping, resample_to_fixed_length
 
 AutoConfig.register("mscl", MSCLConfig, exist_ok=True)
 AutoModel.register(MSCLConfig, MSCLForTemporalGrounding, exist_ok=True)
 MSCLConfig.register_for_auto_class()
 MSCLForTemporalGrounding.register_for_auto_class("AutoModel")
+# `pipeline("video-temporal-grounding", model=...)`; `pipe.save_pretrained` then records the pipeline
+# under `custom_pipelines` and copies pipeline_mscl.py, so `pipeline(model=folder, trust_remote_code=True)`
+# works where the package is not installed.
+PIPELINE_REGISTRY.register_pipeline(
+    _PIPELINE_TASK, pipeline_class=MSCLGroundingPipeline, pt_model=AutoModel, type="multimodal"
+)
 
 __version__ = "0.1.0"
 __all__ = [
     "MSCLConfig",
     "MSCLForTemporalGrounding",
+    "MSCLGroundingPipeline",
     "MSCLOutput",
     "MSCLPreTrainedModel",
     "PRESET_NAMES",

@@ -231,7 +231,8 @@ def within_scale_contrastive_loss(
             processes and micro-batches).
         return_pairs: also return the number of (anchor, positive) pairs.
     """
-    total = levels[0].new_zeros((), dtype=torch.float32)
+    # zero that stays in the graph, so an empty batch still backpropagates (zeros) under DDP
+    total = sum(z.float().sum() for z in levels) * 0.0
     pairs = torch.zeros((), dtype=torch.long, device=levels[0].device)
     for z, pos, neg in zip(levels, positives, negatives):
         z = _prepare(z, normalize)
@@ -270,7 +271,7 @@ def cross_scale_contrastive_loss(
     e^{z0_i·z_n}))``. Same similarity, reduction and ``normalizer`` semantics as
     :func:`within_scale_contrastive_loss`; pairs are (anchor, level positive).
     """
-    total = anchor.new_zeros((), dtype=torch.float32)
+    total = (anchor.float().sum() + sum(z.float().sum() for z in levels)) * 0.0
     pairs = torch.zeros((), dtype=torch.long, device=anchor.device)
     za, av = _gather_sets(_prepare(anchor, normalize), anchor_positives)  # (B, A, D)
     if za.shape[1] > 0:

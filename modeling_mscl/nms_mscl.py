@@ -157,7 +157,8 @@ def soft_nms_with_voting(
     Returns:
         ``(segments (M, 2), scores (M,))`` with ``M <= max_segments``, sorted by score (descending).
         Computed in float32 on the input's device (Soft-NMS itself is a short loop over the M picks).
-        Empty input gives empty outputs.
+        Empty input gives empty outputs. As in the reference, the first pick is kept even if its score
+        is below ``min_score`` (only decayed scores are tested); SnAG pre-filters scores at 1e-3 anyway.
 
     Raises:
         ValueError: on wrong shapes, non-finite values or invalid settings.

@@ -61,8 +61,9 @@ def fake_hub():
     whole session: ``HF_ENDPOINT=http://127.0.0.1:<port>``, ``HF_HOME=<session temp dir>`` (its ``hub/``,
     ``datasets/`` and ``modules/`` caches included), ``HF_TOKEN=hub.token``, ``HF_HUB_DISABLE_XET=1``,
     ``HF_HUB_OFFLINE=0`` and telemetry/progress bars/update checks off. The port only accepts connections
-    once a test requests this fixture (the first one starts the server thread), so a test that talks to
-    the "Hub" without it fails fast with a connection error instead of reaching the network.
+    once a test has requested this fixture (the first one starts the server thread; it then serves until
+    the session ends, emptied after every test). So nothing ever reaches the real Hub: a test that talks to
+    the "Hub" without the fixture gets "connection refused" or an empty hub's 404s.
 
     Subprocesses inherit ``os.environ``, so ``subprocess.run([sys.executable, ...])`` reaches the same
     server without extra setup (pass ``env=os.environ`` or nothing; building a fresh env dict must copy

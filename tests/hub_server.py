@@ -342,7 +342,8 @@ class FakeHub:
             if key in self._repos:
                 if exist_ok:
                     return self._repos[key]
-                raise HubError(409, "You already created this repo", headers={"X-Repo-Url": self._repo_url(repo_type, repo_id)})
+                url = self._repo_url(repo_type, repo_id)
+                raise HubError(409, "You already created this repo", headers={"X-Repo-Url": url})
             repo = Repo(repo_type, repo_id, private, _now_iso())
             files = {".gitattributes": Blob.make(DEFAULT_GITATTRIBUTES.encode(), lfs=False)}
             initial = self._new_commit(repo, None, files, "initial commit", "")
@@ -371,7 +372,9 @@ class FakeHub:
             tree = dict(head.files)
             for path, content in files.items():
                 data = content.encode() if isinstance(content, str) else bytes(content)
-                is_lfs = self._should_be_lfs(_validate_path_in_repo(path), len(data), data[:512], tree) if lfs is None else lfs
+                is_lfs = lfs
+                if is_lfs is None:
+                    is_lfs = self._should_be_lfs(_validate_path_in_repo(path), len(data), data[:512], tree)
                 tree[path] = Blob.make(data, is_lfs)
                 if is_lfs:
                     repo.lfs_objects[tree[path].sha256] = data
@@ -415,7 +418,9 @@ class FakeHub:
             raise HubError(404, f"Invalid rev id: {revision} (commits go to an existing branch)", "RevisionNotFound")
         return branch
 
-    def _new_commit(self, repo: Repo, parent: str | None, files: dict[str, Blob], title: str, message: str) -> HubCommit:
+    def _new_commit(
+        self, repo: Repo, parent: str | None, files: dict[str, Blob], title: str, message: str
+    ) -> HubCommit:
         tree_id = hashlib.sha1(
             "\n".join(f"{p}\0{b.git_oid}\0{int(b.lfs)}" for p, b in sorted(files.items())).encode()
         ).hexdigest()
@@ -630,7 +635,13 @@ class FakeHub:
     def api_commits(self, repo: Repo, revision: str) -> list[dict]:
         self._resolve(repo, revision)
         return [
-            {"id": c.sha, "title": c.title, "message": c.message, "date": c.date, "authors": [{"user": a} for a in c.authors]}
+            {
+                "id": c.sha,
+                "title": c.title,
+                "message": c.message,
+                "date": c.date,
+                "authors": [{"user": a} for a in c.authors],
+            }
             for c in self.commits(repo.repo_id, repo.repo_type, revision)
         ]
 
@@ -707,7 +718,9 @@ class FakeHub:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise HubError(400, f"commit: malformed NDJSON payload ({exc})") from None
         for line in lines:
-            if not (isinstance(line, dict) and isinstance(line.get("key"), str) and isinstance(line.get("value"), dict)):
+            if not (
+                isinstance(line, dict) and isinstance(line.get("key"), str) and isinstance(line.get("value"), dict)
+            ):
                 raise HubError(400, "commit: every NDJSON line must be {'key': str, 'value': object}")
         if not lines or lines[0]["key"] != "header":
             raise HubError(400, "commit: the first NDJSON line must be the 'header'")
@@ -811,7 +824,10 @@ class FakeHub:
                     "authenticated": True,
                     "actions": {
                         "upload": {"href": f"{self.endpoint}/__fake_lfs/upload/{ticket}", "header": {}},
-                        "verify": {"href": f"{self.endpoint}/{repo.url_path}.git/info/lfs/objects/verify", "header": {}},
+                        "verify": {
+                            "href": f"{self.endpoint}/{repo.url_path}.git/info/lfs/objects/verify",
+                            "header": {},
+                        },
                     },
                 }
             )
@@ -1152,3 +1168,14 @@ class FakeHubServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+if __name__ == "__main__":  # manual debugging: python tests/hub_server.py [port]
+    import sys
+
+    with FakeHubServer(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0) as _hub:
+        print(f"HF_ENDPOINT={_hub.endpoint} HF_TOKEN={_hub.token} HF_HUB_DISABLE_XET=1", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass

@@ -480,7 +480,7 @@ class GroundingDatasetWriter:
             # Keep the count a multiple of min_shards so whole shards split evenly over ranks.
             num_shards = int(math.ceil(num_shards / self.min_shards) * self.min_shards)
         self.num_shards = num_shards
-        self.max_buffer_bytes = max(int(row_group_bytes), 4 * DEFAULT_ROW_GROUP_BYTES)
+        self.max_buffer_bytes = 4 * max(1, int(row_group_bytes))
         self.row_group_bytes = int(row_group_bytes)
         self.row_group_rows = max(1, int(row_group_rows))
         self.compression = compression

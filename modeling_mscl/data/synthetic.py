@@ -8,8 +8,8 @@ What is real and what is synthetic
   ActivityNet Captions, default ActivityNet: its moments range from ~1% to 100% of the video, so the
   pyramid's long-range levels matter). The tables (``synthetic_stats.json`` next to this file) hold only
   summary numbers computed once by :func:`compute_annotation_statistics`; no annotation row or sentence
-  is copied. Durations are mapped quantile-to-quantile (log-linearly, between the 1% and 99%
-  quantiles) into ``[min_steps, max_steps]`` feature steps, because the real range (1.6 s to 755 s for
+  is copied. Durations are mapped affinely (the real 1% quantile to ``min_steps``, the 99% quantile to
+  ``max_steps``, clipped) into feature steps, because the real range (1.6 s to 755 s for
   ActivityNet) is far wider than a CPU benchmark can afford.
 * **Synthetic: words, sentences and features.** A vocabulary of random word vectors (token features)
   split into function words, verbs, objects and modifiers. A sentence has exactly three content words
@@ -351,10 +351,10 @@ def _make_video(world: _World, spec: SyntheticBenchmarkConfig, stats: Dict[str, 
     rng = _rng("mscl-synthetic", SYNTHETIC_VERSION, spec.seed, split, index)
     levels = stats["quantile_levels"]
 
-    # Duration: quantile-to-quantile log-linear map of the real durations into [min_steps, max_steps].
+    # Duration: affine map of the real durations (1% quantile -> min_steps, 99% -> max_steps), clipped.
     q_dur = np.asarray(stats["duration_s"], dtype=np.float64)
-    lo, hi = math.log(q_dur[levels.index(0.01)]), math.log(q_dur[levels.index(0.99)])
-    real = math.log(float(_inverse_cdf(rng.random(), levels, q_dur)))
+    lo, hi = float(q_dur[levels.index(0.01)]), float(q_dur[levels.index(0.99)])
+    real = float(_inverse_cdf(rng.random(), levels, q_dur))
     pos = 0.5 if hi <= lo else min(max((real - lo) / (hi - lo), 0.0), 1.0)
     steps = int(round(spec.min_steps + pos * (spec.max_steps - spec.min_steps)))
     duration = float(steps)

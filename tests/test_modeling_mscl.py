@@ -1,0 +1,443 @@
+"""MSCLForTemporalGrounding: attention, masking, gradients, presets, save/load, inference, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modeling_mscl import PRESET_NAMES, MSCLConfig, MSCLForTemporalGrounding
+from modeling_mscl.modeling_mscl import local_attention
+
+SNAG_PARAMS_M = {
+    "tacos_c3d": 11.20,
+    "mad_clip": 42.1,
+    "ego4d_slowfast_bert": 37.6,
+    "ego4d_egovlp": 24.4,
+    "charades_c3d": 10.4,
+    "charades_i3d": 9.9,
+    "anet_c3d": 3.2,
+}
+
+
+def tiny_config(**overrides):
+    values = dict(hidden_dropout=0.0, drop_path=0.0)
+    values.update(overrides)
+    return MSCLConfig.from_preset("debug", **values)
+
+
+def make_batch(cfg, gen, t_valid=(256, 180), queries=(2, 1), text_len=(7, 4, 11), t_pad=None):
+    b = len(t_valid)
+    t_pad = t_pad or cfg.max_video_length * cfg.video_input_stride
+    video = torch.randn(b, t_pad, cfg.video_input_dim, generator=gen)
+    vmask = torch.zeros(b, t_pad, dtype=torch.bool)
+    for i, n in enumerate(t_valid):
+        vmask[i, :n] = True
+        video[i, n:] = 0
+    n = sum(queries)
+    lmax = max(text_len)
+    text = torch.randn(n, lmax, cfg.text_input_dim, generator=gen)
+    tmask = torch.zeros(n, lmax, dtype=torch.bool)
+    for i, l in enumerate(text_len):
+        tmask[i, :l] = True
+        text[i, l:] = 0
+    qvi = torch.repeat_interleave(torch.arange(b), torch.tensor(queries))
+    grid = [tv // cfg.video_input_stride for tv in t_valid]
+    labels = []
+    for q in range(n):
+        g = grid[int(qvi[q])]
+        s = float(torch.rand((), generator=gen)) * g * 0.4
+        labels.append([s, s + g * (0.2 + 0.35 * float(torch.rand((), generator=gen)))])
+    return dict(
+        video_features=video, video_mask=vmask, text_features=text, text_mask=tmask,
+        query_video_index=qvi, labels=torch.tensor(labels),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# local attention
+# --------------------------------------------------------------------------------------------
+
+
+def dense_banded_attention(q, k, v, key_mask, window):
+    t = q.shape[2]
+    i = torch.arange(t)
+    band = (i[:, None] - i[None, :]).abs() <= window // 2
+    logits = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    logits = logits.masked_fill(~band, float("-inf"))
+    logits = logits + torch.where(key_mask, 0.0, -1e4)[:, None, None, :]
+    return torch.softmax(logits, dim=-1) @ v
+
+
+@pytest.mark.parametrize("window", [1, 5, 19])
+def test_local_attention_equals_dense_banded_reference(window):
+    gen = torch.Generator().manual_seed(window)
+    b, h, t, d = 2, 4, 37, 8
+    q, k, v = (torch.randn(b, h, t, d, generator=gen) for _ in range(3))
+    key_mask = torch.ones(b, t, dtype=torch.bool)
+    key_mask[1, 23:] = False  # padded keys (and, for the caller, padded queries)
+    got = local_attention(q, k, v, key_mask, window)
+    ref = dense_banded_attention(q, k, v, key_mask, window)
+    assert got.shape == (b, h, t, d)
+    assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_local_attention_memory_is_linear_in_length():
+    # no (T, T) tensor: a 40k-step sequence fits easily (dense would need 40k² floats per head)
+    q = k = v = torch.randn(1, 1, 40_000, 4)
+    out = local_attention(q, k, v, torch.ones(1, 40_000, dtype=torch.bool), 17)
+    assert out.shape == q.shape and torch.isfinite(out).all()
+
+
+# --------------------------------------------------------------------------------------------
+# presets and shapes
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", sorted(SNAG_PARAMS_M))
+def test_parameter_counts_match_snag(preset):
+    with torch.device("meta"):
+        model = MSCLForTemporalGrounding(MSCLConfig.from_preset(preset))
+    count = sum(p.numel() for p in model.parameters()) / 1e6
+    assert abs(count - SNAG_PARAMS_M[preset]) / SNAG_PARAMS_M[preset] < 0.01
+
+
+def test_pyramid_lengths_tacos():
+    cfg = MSCLConfig.from_preset("tacos_c3d", hidden_size=16, text_hidden_size=16, video_input_dim=8, text_input_dim=8)
+    model = MSCLForTemporalGrounding(cfg).eval()
+    video = torch.randn(1, 2304, 8)
+    with torch.no_grad():
+        _, _, levels, masks = model.encode_video(video, torch.ones(1, 2304, dtype=torch.bool))
+    assert [x.shape[1] for x in levels] == [2304, 1152, 576, 288, 144, 72, 36, 18]
+    assert [int(m.sum()) for m in masks] == [2304, 1152, 576, 288, 144, 72, 36, 18]
+
+
+def test_level_masks_are_ceil_of_valid_length():
+    cfg = tiny_config()
+    model = MSCLForTemporalGrounding(cfg).eval()
+    mask = torch.zeros(1, 256, dtype=torch.bool)
+    mask[0, :83] = True
+    with torch.no_grad():
+        _, _, _, masks = model.encode_video(torch.randn(1, 256, cfg.video_input_dim), mask)
+    assert [int(m.sum()) for m in masks] == [83, 42, 21, 11, 6]
+
+
+def test_initialisation_follows_snag():
+    model = MSCLForTemporalGrounding(MSCLConfig.from_preset("debug"))
+    block = model.video_encoder.branch[1]
+    assert torch.all(block.layer_scale_attn.gamma == 1e-4)
+    assert torch.all(block.attn.q_proj.bias == 0)
+    assert torch.all(model.reg_head.level_scales == 1.0)
+    assert torch.all(model.cls_head.out.conv.bias == 0)
+    assert float(model.loss_normalizer) == model.config.loss_normalizer_init
+    bg = model.text_encoder.background_token
+    assert bg.abs().max() < 0.2 and bg.std() > 0.005
+
+
+# --------------------------------------------------------------------------------------------
+# masking and padding
+# --------------------------------------------------------------------------------------------
+
+
+def _valid_outputs(out, n_valid_levels):
+    return [(lg[:, :n], of[:, :n]) for lg, of, n in zip(out.logits, out.offsets, n_valid_levels)]
+
+
+def test_outputs_at_valid_positions_do_not_depend_on_padding():
+    cfg = tiny_config(max_video_length=512)
+    model = MSCLForTemporalGrounding(cfg).eval()
+    gen = torch.Generator().manual_seed(0)
+    batch = make_batch(cfg, gen, t_valid=(200,), queries=(2,), text_len=(6, 9))
+    short = {k: v for k, v in batch.items() if k != "labels"}
+    short["video_features"] = short["video_features"][:, :256]
+    short["video_mask"] = short["video_mask"][:, :256]
+    long = dict(short)
+    long["video_features"] = F.pad(short["video_features"], (0, 0, 0, 256))
+    long["video_mask"] = F.pad(short["video_mask"], (0, 256))
+    # more text padding too
+    long["text_features"] = F.pad(short["text_features"], (0, 0, 0, 5))
+    long["text_mask"] = F.pad(short["text_mask"], (0, 5))
+    with torch.no_grad():
+        a = model(**short, output_hidden_states=True)
+        b = model(**long, output_hidden_states=True)
+    valid = [int(m[0].sum()) for m in a.video_masks]
+    for (la, oa), (lb, ob) in zip(_valid_outputs(a, valid), _valid_outputs(b, valid)):
+        assert torch.allclose(la, lb, atol=1e-5)
+        assert torch.allclose(oa, ob, atol=1e-5)
+
+
+def test_ground_matches_forward_and_does_not_depend_on_padding():
+    cfg = tiny_config()
+    model = MSCLForTemporalGrounding(cfg).eval()
+    gen = torch.Generator().manual_seed(1)
+    video = torch.randn(150, cfg.video_input_dim, generator=gen)
+    queries = [torch.randn(5, cfg.text_input_dim, generator=gen), torch.randn(12, cfg.text_input_dim, generator=gen)]
+    moments = model.ground(video, queries)
+    # reference: the batched forward on the video padded to the training length, decoded the same way
+    padded = F.pad(video, (0, 0, 0, 256 - 150))[None]
+    vmask = (torch.arange(256) < 150)[None]
+    for q, moment in zip(queries, moments):
+        with torch.no_grad():
+            out = model(padded, vmask, q[None], torch.ones(1, q.shape[0], dtype=torch.bool), torch.tensor([0]))
+        ref = model.decode(out.logits, out.offsets, out.masks)[0]
+        assert moment.shape == ref.shape and moment.shape[0] > 0
+        assert torch.allclose(moment, ref, atol=1e-4)
+        assert torch.all(moment[:-1, 2] >= moment[1:, 2])  # sorted by score
+
+
+def test_ground_batched_queries_equal_one_at_a_time():
+    cfg = tiny_config()
+    model = MSCLForTemporalGrounding(cfg).eval()
+    gen = torch.Generator().manual_seed(2)
+    video = torch.randn(97, cfg.video_input_dim, generator=gen)
+    queries = [torch.randn(n, cfg.text_input_dim, generator=gen) for n in (3, 8, 5, 1, 16)]
+    together = model.ground(video, queries, query_chunk_size=2)
+    for q, res in zip(queries, together):
+        alone = model.ground(video, [q])[0]
+        assert torch.allclose(alone, res, atol=1e-5)
+
+
+def test_ground_longer_than_position_table_stretches_over_valid_length():
+    cfg = tiny_config(max_video_length=64, num_pyramid_levels=3)
+    model = MSCLForTemporalGrounding(cfg).eval()
+    video = torch.randn(150, cfg.video_input_dim)
+    q = [torch.randn(4, cfg.text_input_dim)]
+    a = model.ground(video, q)[0]
+    b = model.ground(F.pad(video, (0, 0, 0, 30)), q, video_length=150)[0]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_mad_movie_length_runs_through_encoder():
+    # a 2-hour MAD movie: 36,000 CLIP features at 5 fps, real preset widths
+    cfg = MSCLConfig.from_preset("mad_clip")
+    model = MSCLForTemporalGrounding(cfg).eval()
+    t = 36_000
+    unit = cfg.pyramid_stride * cfg.video_input_stride
+    t_pad = -(-t // unit) * unit
+    video = torch.zeros(1, t_pad, cfg.video_input_dim)
+    video[0, :t] = torch.randn(t, cfg.video_input_dim)
+    mask = (torch.arange(t_pad) < t)[None]
+    with torch.no_grad():
+        _, _, levels, masks = model.encode_video(video, mask)
+    assert levels[0].shape == (1, t_pad // 2, 512)
+    assert int(masks[0].sum()) == t // 2
+    assert all(torch.isfinite(x).all() for x in levels)
+
+
+# --------------------------------------------------------------------------------------------
+# losses in the model, gradients
+# --------------------------------------------------------------------------------------------
+
+
+def test_forward_returns_named_loss_terms_and_eq13():
+    cfg = tiny_config(regression_loss_weight=2.0, within_loss_weight=0.5, cross_loss_weight=0.25)
+    model = MSCLForTemporalGrounding(cfg).train()
+    batch = make_batch(cfg, torch.Generator().manual_seed(3))
+    out = model(**batch, contrastive_seeds=torch.tensor([11, 12]))
+    expected = out.loss_cls + 2.0 * out.loss_reg + 0.5 * out.loss_within + 0.25 * out.loss_cross
+    assert torch.allclose(out.loss, expected)
+    for term in (out.loss_cls, out.loss_reg, out.loss_within, out.loss_cross):
+        assert term.ndim == 0 and torch.isfinite(term) and float(term) > 0
+    assert int(out.num_positives) > 0
+    pairs = model.count_contrastive_pairs(batch["labels"], batch["video_mask"], _drawn(model, batch, [11, 12]))
+    assert torch.equal(pairs, out.num_contrastive_pairs)
+
+
+def _drawn(model, batch, seeds):
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    return model._draw_queries(batch["query_video_index"], len(seeds), gens)
+
+
+def test_contrastive_only_gradients_stay_in_video_encoder():
+    cfg = tiny_config()
+    model = MSCLForTemporalGrounding(cfg).train()
+    batch = make_batch(cfg, torch.Generator().manual_seed(4))
+    out = model(**batch, contrastive_seeds=torch.tensor([1, 2]))
+    (out.loss_within + out.loss_cross).backward()
+    for name, p in model.named_parameters():
+        g = p.grad
+        if name.startswith("video_encoder."):
+            assert g is not None and g.abs().sum() > 0, name
+        else:
+            assert g is None or float(g.abs().sum()) == 0.0, name
+
+
+def test_all_terms_give_finite_gradients_everywhere():
+    cfg = tiny_config()
+    model = MSCLForTemporalGrounding(cfg).train()
+    batch = make_batch(cfg, torch.Generator().manual_seed(5))
+    out = model(**batch, contrastive_seeds=torch.tensor([1, 2]))
+    out.loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+    assert sum(float(p.grad.abs().sum()) for p in model.parameters()) > 0
+
+
+def test_contrastive_draws_are_keyed_per_video_not_per_batch():
+    # with reduction "sum", the batch's contrastive sums equal the sums of each video on its own
+    cfg = tiny_config(contrastive_reduction="sum")
+    model = MSCLForTemporalGrounding(cfg).eval()
+    batch = make_batch(cfg, torch.Generator().manual_seed(6))
+    seeds = torch.tensor([101, 202])
+    with torch.no_grad():
+        both = model(**batch, contrastive_seeds=seeds)
+        parts = []
+        for v, qs in ((0, [0, 1]), (1, [2])):
+            single = {
+                "video_features": batch["video_features"][v : v + 1], "video_mask": batch["video_mask"][v : v + 1],
+                "text_features": batch["text_features"][qs], "text_mask": batch["text_mask"][qs],
+                "query_video_index": torch.zeros(len(qs), dtype=torch.long), "labels": batch["labels"][qs],
+            }
+            parts.append(model(**single, contrastive_seeds=seeds[v : v + 1]))
+    assert float(both.loss_within) == pytest.approx(sum(float(p.loss_within) for p in parts), rel=1e-5)
+    assert float(both.loss_cross) == pytest.approx(sum(float(p.loss_cross) for p in parts), rel=1e-5)
+    assert float(both.loss_within) > 0
+
+
+def test_loss_normalizer_is_read_only_in_forward_and_updated_by_method():
+    cfg = tiny_config()
+    model = MSCLForTemporalGrounding(cfg).train()
+    batch = make_batch(cfg, torch.Generator().manual_seed(7))
+    before = float(model.loss_normalizer)
+    out = model(**batch)
+    assert float(model.loss_normalizer) == before
+    new = model.update_loss_normalizer(out.num_positives)
+    assert new == pytest.approx(0.9 * before + 0.1 * max(int(out.num_positives), 1))
+    assert "loss_normalizer" in model.state_dict()
+    assert model.update_loss_normalizer(0) == pytest.approx(0.9 * new + 0.1)
+
+
+def test_explicit_contrastive_normalizer_is_used():
+    cfg = tiny_config()
+    model = MSCLForTemporalGrounding(cfg).eval()
+    batch = make_batch(cfg, torch.Generator().manual_seed(8))
+    seeds = torch.tensor([3, 4])
+    with torch.no_grad():
+        a = model(**batch, contrastive_seeds=seeds)
+        b = model(**batch, contrastive_seeds=seeds, contrastive_normalizer=a.num_contrastive_pairs.float() * 2)
+    assert float(b.loss_within) == pytest.approx(float(a.loss_within) / 2, rel=1e-5)
+    assert float(b.loss_cross) == pytest.approx(float(a.loss_cross) / 2, rel=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# bad input
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda b: b.update(video_features=b["video_features"][..., :-1]), "video feature dimension"),
+        (lambda b: b.update(text_features=b["text_features"][..., :-1]), "text feature dimension"),
+        (lambda b: b["video_features"].__setitem__((0, 3, 0), float("nan")), "NaN or inf"),
+        (lambda b: b["text_features"].__setitem__((1, 0, 0), float("inf")), "NaN or inf"),
+        (lambda b: b["text_mask"].__setitem__(2, False), "empty"),
+        (lambda b: b["query_video_index"].__setitem__(2, 5), "points at video 5"),
+        (lambda b: b["labels"].__setitem__(0, torch.tensor([10.0, 10.0])), "start >= end"),
+        (lambda b: b["labels"].__setitem__(1, torch.tensor([30.0, 5.0])), "start >= end"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_problem(mutate, match):
+    cfg = tiny_config()
+    model = MSCLForTemporalGrounding(cfg)
+    batch = make_batch(cfg, torch.Generator().manual_seed(9))
+    mutate(batch)
+    with pytest.raises(ValueError, match=match):
+        model(**batch)
+
+
+def test_ground_bad_input():
+    cfg = tiny_config()
+    model = MSCLForTemporalGrounding(cfg).eval()
+    video = torch.randn(50, cfg.video_input_dim)
+    q = torch.randn(4, cfg.text_input_dim)
+    with pytest.raises(ValueError, match="video feature dimension"):
+        model.ground(video[:, :-2], [q])
+    with pytest.raises(ValueError, match="must be"):
+        model.ground(video[0], [q])
+    with pytest.raises(ValueError, match="empty"):
+        model.ground(video, [q[:0]])
+    with pytest.raises(ValueError, match="text feature dimension"):
+        model.ground(video, [q[:, :3]])
+    with pytest.raises(ValueError, match="no text query"):
+        model.ground(video, [])
+    bad = video.clone()
+    bad[3, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        model.ground(bad, [q])
+
+
+# --------------------------------------------------------------------------------------------
+# save / load
+# --------------------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip_with_position_encoding(tmp_path):
+    cfg = MSCLConfig.from_preset("debug")
+    assert cfg.video_use_abs_pe and cfg.text_use_abs_pe
+    model = MSCLForTemporalGrounding(cfg).eval()
+    model.update_loss_normalizer(7)  # a buffer value that differs from the init must survive
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    loaded = MSCLForTemporalGrounding.from_pretrained(tmp_path).eval()
+    sd_a, sd_b = model.state_dict(), loaded.state_dict()
+    assert sd_a.keys() == sd_b.keys()
+    for k in sd_a:
+        assert torch.equal(sd_a[k], sd_b[k]), k
+    batch = make_batch(cfg, torch.Generator().manual_seed(10))
+    batch.pop("labels")
+    with torch.no_grad():
+        a, b = model(**batch), loaded(**batch)
+    for x, y in zip(a.logits + a.offsets, b.logits + b.offsets):
+        assert torch.allclose(x, y, atol=1e-6)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "mscl"
+    assert config["auto_map"]["AutoModel"].endswith("MSCLForTemporalGrounding")
+
+
+def test_fresh_process_loads_with_trust_remote_code(tmp_path):
+    cfg = MSCLConfig.from_preset("debug")
+    model = MSCLForTemporalGrounding(cfg).eval()
+    folder = tmp_path / "ckpt"
+    model.save_pretrained(folder)
+    batch = make_batch(cfg, torch.Generator().manual_seed(11))
+    batch.pop("labels")
+    torch.save(batch, tmp_path / "batch.pt")
+    with torch.no_grad():
+        ref = torch.cat([x.flatten() for x in model(**batch).logits])
+    torch.save(ref, tmp_path / "ref.pt")
+    script = textwrap.dedent(
+        f"""
+        import sys, torch
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
+        assert "modeling_mscl" not in sys.modules, "the package was imported"
+        batch = torch.load({str(tmp_path / 'batch.pt')!r})
+        with torch.no_grad():
+            got = torch.cat([x.flatten() for x in model(**batch).logits])
+        ref = torch.load({str(tmp_path / 'ref.pt')!r})
+        assert torch.allclose(got, ref, atol=1e-6), (got - ref).abs().max()
+        print("OK", type(model).__name__)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    res = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "OK MSCLForTemporalGrounding" in res.stdout
+
+
+def test_auto_classes_resolve():
+    from transformers import AutoConfig, AutoModel
+
+    values = MSCLConfig.from_preset("debug").to_dict()
+    values.pop("model_type")
+    cfg = AutoConfig.for_model("mscl", **values)
+    assert isinstance(cfg, MSCLConfig)
+    assert isinstance(AutoModel.from_config(cfg), MSCLForTemporalGrounding)
