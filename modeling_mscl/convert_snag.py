@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import pickle
+import re
 import shutil
 import sys
 import tempfile
@@ -106,11 +107,13 @@ def load_snag_state_dict(path: str, weights: str = "ema") -> Dict[str, torch.Ten
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+            what = f" (it contains {found.group(1)})" if found else ""
             raise ValueError(
-                f"{path} holds pickled objects that torch.load(weights_only=True) refuses to load; only tensors "
-                "and plain containers are accepted (a SnAG checkpoint is {'model': state_dict, 'model_ema': "
-                "state_dict}). Re-save the state dicts alone, or convert them to safetensors. Details: "
-                + str(exc).strip().splitlines()[0]
+                f"{path} holds pickled objects that torch.load(weights_only=True) refuses to load{what}; only "
+                "tensors and plain containers are accepted, and arbitrary pickles are never executed. A SnAG "
+                "checkpoint is {'model': state_dict, 'model_ema': state_dict}: re-save the state dicts alone, or "
+                "as safetensors"
             ) from None
         except Exception as exc:
             raise ValueError(f"cannot read {path} as a PyTorch checkpoint: {exc}") from None
@@ -185,6 +188,9 @@ def convert_snag_checkpoint(
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.tmp-", dir=parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
         model.save_pretrained(tmp)
         if os.path.isdir(output):  # empty folder, or --overwrite
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.old-", dir=parent)

@@ -324,8 +324,10 @@ class GroundingStream(_torch_iterable_base()):
             ds = ds.shuffle(seed=self.seed, buffer_size=int(self.shuffle_buffer))
         if self.world_size > 1:
             ds = split_dataset_by_node(ds, rank=self.rank, world_size=self.world_size)
+        ds = ds.with_format("arrow")
+        # After with_format: it builds a new IterableDataset that does not carry the epoch over.
         ds.set_epoch(self.epoch)
-        return ds.with_format("arrow")
+        return ds
 
     def iter_arrow(self, skip: int = 0) -> Iterator[pa.Table]:
         """Undecoded one-row arrow tables of this rank and epoch (after skipping ``skip`` rows)."""

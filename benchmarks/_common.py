@@ -1,0 +1,283 @@
+# Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
+"""Shared helpers of the benchmark scripts: timing, peak memory, machine info and result writers.
+
+Plain Python on purpose (no pytest-benchmark, no asv): every script is runnable as
+``python benchmarks/<script>.py`` and writes ``benchmarks/results/<name>.json`` and ``<name>.md``.
+
+Peak memory is the peak resident set size (``ru_maxrss``) of a *fresh* worker process that runs one
+measurement and nothing else, so numbers do not leak from one configuration into the next. The worker
+reports its own ``RUSAGE_SELF`` peak (Linux: KiB) next to the RSS it had right after importing torch
+and building the model, so "peak" and "peak above the start" can both be read off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+RESULTS_DIR = os.path.join(HERE, "results")
+if REPO not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, REPO)
+
+# a load average above this (on the machine's core count) means the numbers were taken on a shared CPU
+BUSY_LOAD_PER_CORE = 0.75
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+# ----------------------------------------------------------------------------------------------
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """Arguments shared by every script: ``--device``, ``--quick``, ``--repeats``, ``--threads``, ``--out``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run the model")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run (seconds); numbers are meaningless")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (median reported)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
+    parser.add_argument("--out", default=RESULTS_DIR, help="folder for <name>.json and <name>.md")
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    return parser
+
+
+def resolve_device(device: str) -> str:
+    """Return the device, or print a skip message and exit 0 when CUDA is asked for but absent."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        print("SKIP: --device cuda was requested but no CUDA GPU is available (torch.cuda.is_available() is False).")
+        sys.exit(0)
+    return device
+
+
+def setup_torch(threads: Optional[int], seed: int) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+# ----------------------------------------------------------------------------------------------
+# timing and memory
+# ----------------------------------------------------------------------------------------------
+class Stopwatch:
+    """Accumulates wall time per named phase (``with sw("fusion"): ...``)."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self.totals: Dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        synchronize(self.device)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            synchronize(self.device)
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - t0
+
+
+def time_repeats(fn: Callable[[], Any], repeats: int, warmup: int = 1, device: str = "cpu") -> Dict[str, Any]:
+    """Run ``fn`` ``warmup`` + ``repeats`` times; return the median, min, max and all timed runs (s)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return summarize(times)
+
+
+def summarize(times: Sequence[float]) -> Dict[str, Any]:
+    times = [float(t) for t in times]
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "runs_s": times}
+
+
+def peak_rss_mb() -> float:
+    """Peak RSS of this process so far, in MB (Linux reports ``ru_maxrss`` in KiB, macOS in bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024.0 / 1024.0 if sys.platform == "darwin" else peak / 1024.0
+
+
+def current_rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:  # not Linux
+        return float("nan")
+
+
+def cuda_peak_mb() -> Optional[float]:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 1e6
+    return None
+
+
+def run_worker(script: str, args: Sequence[str], timeout: Optional[float] = None) -> Dict[str, Any]:
+    """Run ``python <script> --worker <args>`` in a fresh process; it must print one JSON line last.
+
+    The worker's own peak RSS comes back inside its JSON (see :func:`worker_report`); the parent adds
+    ``RUSAGE_CHILDREN``'s running maximum as a cross-check.
+    """
+    cmd = [sys.executable, script, "--worker", *args]
+    env = dict(os.environ)
+    env.setdefault("PYTHONHASHSEED", "0")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"worker printed no JSON: {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    result = json.loads(lines[-1])
+    result["children_max_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    return result
+
+
+def worker_report(result: Dict[str, Any], start_rss_mb: Optional[float] = None) -> None:
+    """Print the worker's result as the last JSON line of stdout, with its peak RSS."""
+    result = dict(result)
+    result["peak_rss_mb"] = peak_rss_mb()
+    if start_rss_mb is not None:
+        result["start_rss_mb"] = start_rss_mb
+    peak_gpu = cuda_peak_mb()
+    if peak_gpu is not None:
+        result["peak_cuda_mb"] = peak_gpu
+    print(json.dumps(result))
+    sys.stdout.flush()
+
+
+# ----------------------------------------------------------------------------------------------
+# machine info
+# ----------------------------------------------------------------------------------------------
+def _cpu_flags() -> List[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return []
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> Optional[List[float]]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_info(device: str = "cpu") -> Dict[str, Any]:
+    """CPU model, cores, hardware bf16 support, torch build, threads and the current load average."""
+    import torch
+
+    flags = set(_cpu_flags())
+    info: Dict[str, Any] = {
+        "cpu_model": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "avx2": "avx2" in flags,
+        "avx512f": "avx512f" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "torch": torch.__version__,
+        "torch_cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: "?")(),
+        "torch_threads": torch.get_num_threads(),
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "python": platform.python_version(),
+        "load_average_1_5_15": load_average(),
+        "device": device,
+    }
+    try:
+        info["mkldnn_bf16_supported"] = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # older/newer builds
+        info["mkldnn_bf16_supported"] = None
+    if device == "cuda" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def load_note(load_before: Optional[List[float]], load_after: Optional[List[float]]) -> str:
+    """"quiet" or "measured while the machine was shared" from the 1-minute load around the run."""
+    cores = os.cpu_count() or 1
+    worst = max((x[0] for x in (load_before, load_after) if x), default=0.0)
+    if worst > BUSY_LOAD_PER_CORE * cores:
+        return f"measured while the machine was shared (1-min load up to {worst:.2f} on {cores} cores)"
+    return f"quiet machine (1-min load ≤ {worst:.2f} on {cores} cores)"
+
+
+# ----------------------------------------------------------------------------------------------
+# output
+# ----------------------------------------------------------------------------------------------
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    def fmt(x):
+        if isinstance(x, float):
+            return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
+        return str(x)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(fmt(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def command_line() -> str:
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
+    return " ".join(["python", script, *sys.argv[1:]])
+
+
+def write_results(name: str, data: Dict[str, Any], markdown: str, out_dir: str = RESULTS_DIR, write: bool = True) -> None:
+    """Print the markdown and write ``<out_dir>/<name>.json`` and ``<name>.md``."""
+    header = f"## {name}\n\nCommand: `{command_line()}`\n\n"
+    info = data.get("machine", {})
+    header += (
+        f"Machine: {info.get('cpu_model', '?')}, {info.get('logical_cpus', '?')} logical CPUs, torch {info.get('torch', '?')}, "
+        f"{info.get('torch_threads', '?')} threads, AVX-512 BF16: {info.get('avx512_bf16', '?')}, AMX: {info.get('amx_bf16', '?')}. "
+        f"Load: {data.get('load_note', '?')}.\n\n"
+    )
+    text = header + markdown.rstrip() + "\n"
+    print(text)
+    if not write:
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    data = dict(data)
+    data.setdefault("command", command_line())
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as fh:
+        fh.write(text)
