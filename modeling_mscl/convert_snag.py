@@ -67,7 +67,7 @@ def load_snag_opt(path: str) -> Dict[str, Any]:
             import yaml
         except ImportError:  # pragma: no cover - PyYAML is an optional dependency
             raise ValueError(
-                f"reading {path} needs PyYAML (`pip install pyyaml` or `pip install mscl[snag]`); "
+                f"reading {path} needs PyYAML (`pip install pyyaml`); "
                 "alternatively pass the options as JSON"
             ) from None
         try:

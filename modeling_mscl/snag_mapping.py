@@ -104,11 +104,15 @@ def snag_to_mscl_state_dict(
     Raises ``ValueError`` naming unmapped SnAG keys, MSCL keys left empty, and shape mismatches.
     """
     out: Dict[str, torch.Tensor] = {}
+    origin: Dict[str, str] = {}  # MSCL key -> SnAG key, for the error messages
     unknown: List[str] = []
     scales: Dict[int, torch.Tensor] = {}
     for key, value in snag_state.items():
         m = _SCALE.match(key)
         if m:
+            if value.numel() != 1:
+                unknown.append(f"{key} (a scalar is expected, got shape {tuple(value.shape)})")
+                continue
             scales[int(m.group(1))] = value.reshape(())
             continue
         try:
@@ -117,19 +121,25 @@ def snag_to_mscl_state_dict(
             unknown.append(key)
             continue
         out[name] = fn(value)
-    if scales:
-        out["reg_head.level_scales"] = torch.stack([scales[i] for i in sorted(scales)])
+        origin[name] = key
     problems: List[str] = []
+    if scales:
+        if sorted(scales) != list(range(len(scales))):
+            problems.append("SnAG per-level scales are not numbered 0..L-1: "
+                            + ", ".join(f"reg_head.scales.{i}.scale" for i in sorted(scales)))
+        out["reg_head.level_scales"] = torch.stack([scales[i] for i in sorted(scales)])
+        origin["reg_head.level_scales"] = "reg_head.scales.<l>.scale"
     if unknown:
         problems.append("SnAG keys with no MSCL counterpart: " + ", ".join(sorted(unknown)))
     extra = sorted(k for k in out if k not in model_state)
     if extra:
-        problems.append("mapped keys the MSCL model does not have: " + ", ".join(extra))
+        problems.append("SnAG keys whose MSCL counterpart the model does not have (check the config): "
+                        + ", ".join(f"{origin[k]} -> {k}" for k in extra))
     missing = sorted(k for k in model_state if k not in out and k != "loss_normalizer")
     if missing:
         problems.append("MSCL parameters missing from the SnAG checkpoint: " + ", ".join(missing))
     mismatched = [
-        f"{k}: SnAG gives {tuple(v.shape)}, model has {tuple(model_state[k].shape)}"
+        f"{origin[k]} -> {k}: SnAG gives {tuple(v.shape)}, model has {tuple(model_state[k].shape)}"
         for k, v in out.items()
         if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)
     ]

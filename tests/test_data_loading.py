@@ -217,3 +217,12 @@ def test_decode_table_handles_empty_text(tmp_path):
     decoded = decode_table(table, DV, DT, fmt="torch")
     assert decoded[0]["queries"][0]["text_features"].shape == (0, DT)
     assert isinstance(ds, GroundingDataset) and not isinstance(ds, (GroundingStream, ParquetGroundingStream))
+
+
+def test_arrays_writable_unless_zero_copy(dataset_dir):
+    row = next(iter(load_grounding_dataset(dataset_dir, "test", shuffle_buffer=None)))
+    assert row["video_features"].flags.writeable and row["queries"][0]["text_features"].flags.writeable
+    row = next(iter(load_grounding_dataset(dataset_dir, "test", shuffle_buffer=None, backend="pyarrow", zero_copy=True)))
+    assert not row["video_features"].flags.writeable
+    ds = load_grounding_dataset(dataset_dir, "test", streaming=False, zero_copy=True)
+    assert not ds[0]["video_features"].flags.writeable

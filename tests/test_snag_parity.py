@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
 import modeling_mscl  # noqa: F401  (registers the auto classes)
-from modeling_mscl import PRESET_NAMES, MSCLConfig, MSCLForTemporalGrounding, TimeMapping
+from modeling_mscl import PRESET_NAMES, MSCLConfig, TimeMapping
 from modeling_mscl.convert_snag import convert_snag_checkpoint, load_snag_state_dict
 from modeling_mscl.losses_mscl import assign_labels
 from modeling_mscl.snag_options_mscl import (
@@ -419,7 +418,7 @@ def _bad_checkpoint(case, opt, weights, tmp):
         match = r"fusion\.layers\.1\.ffn\.fc1\.bias"
     elif case == "shape_mismatch":
         sd["cls_head.norms.0.weight"] = torch.ones(31, 1)
-        match = r"cls_head\.norms\.0\.weight: SnAG gives \(31,\)"
+        match = r"cls_head\.norms\.0\.weight -> cls_head\.norms\.0\.weight: SnAG gives \(31,\)"
     elif case == "unsupported_option":
         opt["eval"]["nms"]["mode"] = "nms"
         match = r"eval\.nms\.mode = 'nms'"
@@ -473,3 +472,21 @@ def test_load_state_dict_variants(tiny):
         load_snag_state_dict(str(tmp / "odd.pth"), "model")
     with pytest.raises(ValueError, match="checkpoint not found"):
         load_snag_state_dict(str(tmp / "missing.pth"))
+
+
+def test_load_snag_opt_yaml_and_json(tmp_path):
+    from modeling_mscl.convert_snag import build_config, load_snag_opt
+
+    yaml = pytest.importorskip("yaml")
+    opt = _tacos_opt()
+    (tmp_path / "opt.yaml").write_text(yaml.safe_dump(opt))
+    (tmp_path / "opt.json").write_text(json.dumps(opt))
+    assert load_snag_opt(str(tmp_path / "opt.yaml")) == load_snag_opt(str(tmp_path / "opt.json")) == opt
+    (tmp_path / "opt.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"\.yaml, \.yml or \.json"):
+        load_snag_opt(str(tmp_path / "opt.txt"))
+    # preset + SnAG options: the preset supplies what SnAG does not say (fps), SnAG overrides the rest
+    opt["train"]["optimizer"]["lr"] = 5e-4
+    config = build_config(opt, "tacos_c3d")
+    assert config.fps == MSCLConfig.from_preset("tacos_c3d").fps != MSCLConfig().fps
+    assert config.learning_rate == 5e-4 and config.within_loss_weight == 0.0

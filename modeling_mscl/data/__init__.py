@@ -6,13 +6,22 @@
 * :mod:`.loading` — ``load_grounding_dataset`` (streaming or map-style, local folder or Hub repo),
   ``iter_epoch`` and the raw-pyarrow ``ParquetGroundingStream``.
 * :mod:`.convert` — converters from SnAG JSON, Charades-STA, TACoS, ActivityNet Captions, QVHighlights,
-  MAD and Ego4D-NLQ (``python -m modeling_mscl.data.convert --help``).
+  MAD and Ego4D-NLQ (``python -m modeling_mscl.data.convert --help``; not imported here so that
+  ``python -m`` runs it cleanly).
 * :mod:`.sampling` / :mod:`.synthetic` — video-centric query grouping and collation; a synthetic benchmark.
 """
 
+from .loading import (
+    GroundingDataset,
+    GroundingStream,
+    ParquetGroundingStream,
+    iter_epoch,
+    load_grounding_dataset,
+)
 from .schema import (
     GroundingDatasetWriter,
     grounding_features,
+    plan_num_shards,
     read_metadata,
     time_mapping_for_row,
     validate_row,
@@ -20,8 +29,14 @@ from .schema import (
 )
 
 __all__ = [
+    "GroundingDataset",
     "GroundingDatasetWriter",
+    "GroundingStream",
+    "ParquetGroundingStream",
     "grounding_features",
+    "iter_epoch",
+    "load_grounding_dataset",
+    "plan_num_shards",
     "read_metadata",
     "time_mapping_for_row",
     "validate_row",

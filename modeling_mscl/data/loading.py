@@ -10,8 +10,8 @@ Rows come out decoded, as plain dicts::
                   "text_features": (L, Dt) float32 array, (0, Dt) when text is embedded on the fly,
                   "start": float, "end": float}, ...]}
 
-Arrays are numpy (``format="numpy"``; read-only views of the Arrow buffers, no copy) or torch
-tensors (``format="torch"``). Both backends decode Arrow columns directly (flat float buffer ->
+Arrays are writable numpy arrays (``format="numpy"``; ``zero_copy=True`` gives read-only views of
+the Arrow buffers instead) or torch tensors (``format="torch"``). Both backends decode Arrow columns directly (flat float buffer ->
 reshape), which is several times faster than ``datasets``' own numpy formatter for long videos.
 
 Two backends read the same files:
@@ -69,8 +69,12 @@ def _storage(arr: pa.Array) -> pa.Array:
     return arr
 
 
-def decode_matrices(arr: Union[pa.Array, pa.ChunkedArray], dim: Optional[int] = None) -> List[np.ndarray]:
-    """``list<list<float32>>`` (or HF ``Array2D``) arrow array -> list of ``(T_i, D)`` float32 numpy views."""
+def decode_matrices(arr: Union[pa.Array, pa.ChunkedArray], dim: Optional[int] = None, zero_copy: bool = False) -> List[np.ndarray]:
+    """``list<list<float32>>`` (or HF ``Array2D``) arrow array -> list of ``(T_i, D)`` float32 arrays.
+
+    With ``zero_copy`` the arrays are read-only views of the Arrow buffers; otherwise writable copies
+    (one memcpy, small next to the parquet decode).
+    """
     arr = _storage(arr)
     n = len(arr)
     if n == 0:
@@ -96,31 +100,38 @@ def decode_matrices(arr: Union[pa.Array, pa.ChunkedArray], dim: Optional[int] = 
         width = (hi - lo) // rows
         if width * rows != hi - lo:
             raise ValueError("ragged feature matrix: rows of different widths")
-        out.append(flat[lo:hi].reshape(rows, width))
+        view = flat[lo:hi].reshape(rows, width)
+        out.append(view if zero_copy else view.copy())
     return out
 
 
-def decode_table(table: pa.Table, video_dim: Optional[int] = None, text_dim: Optional[int] = None, fmt: str = "numpy") -> List[Dict[str, Any]]:
-    """Decode an arrow table of the schema (any subset of columns) into row dicts."""
+def decode_table(
+    table: pa.Table, video_dim: Optional[int] = None, text_dim: Optional[int] = None, fmt: str = "numpy", zero_copy: bool = False
+) -> List[Dict[str, Any]]:
+    """Decode an arrow table of the schema (any subset of columns) into row dicts.
+
+    ``fmt``: ``"numpy"`` or ``"torch"``. ``zero_copy`` (numpy only): read-only views instead of copies.
+    """
+    if fmt not in ("numpy", "torch"):
+        raise ValueError(f"format must be 'numpy' or 'torch', got {fmt!r}")
+    zero_copy = zero_copy and fmt == "numpy"
     n = table.num_rows
     cols: Dict[str, List[Any]] = {}
     for name in table.column_names:
         col = table.column(name)
         if name == "video_features":
-            cols[name] = decode_matrices(col, video_dim)
+            cols[name] = decode_matrices(col, video_dim, zero_copy)
         elif name == "queries":
-            cols[name] = _decode_queries(col, text_dim)
+            cols[name] = _decode_queries(col, text_dim, zero_copy)
         else:
             cols[name] = col.to_pylist()
     rows = [{name: cols[name][i] for name in cols} for i in range(n)]
     if fmt == "torch":
         rows = [_to_torch(r) for r in rows]
-    elif fmt != "numpy":
-        raise ValueError(f"format must be 'numpy' or 'torch', got {fmt!r}")
     return rows
 
 
-def _decode_queries(col: Union[pa.Array, pa.ChunkedArray], text_dim: Optional[int]) -> List[List[Dict[str, Any]]]:
+def _decode_queries(col: Union[pa.Array, pa.ChunkedArray], text_dim: Optional[int], zero_copy: bool = False) -> List[List[Dict[str, Any]]]:
     arr = _storage(col)
     offsets = np.asarray(arr.offsets)
     struct = arr.values
@@ -129,7 +140,7 @@ def _decode_queries(col: Union[pa.Array, pa.ChunkedArray], text_dim: Optional[in
     flat: Dict[str, List[Any]] = {}
     for name, child in fields.items():
         child = child.slice(lo, hi - lo)
-        flat[name] = decode_matrices(child, text_dim) if name == "text_features" else child.to_pylist()
+        flat[name] = decode_matrices(child, text_dim, zero_copy) if name == "text_features" else child.to_pylist()
     out = []
     for i in range(len(arr)):
         a, b = int(offsets[i]) - lo, int(offsets[i + 1]) - lo
@@ -141,8 +152,7 @@ def _to_torch(row: Dict[str, Any]) -> Dict[str, Any]:
     import torch
 
     def conv(x):
-        # Arrow buffers are read-only; torch wants writable memory, so copy once here.
-        return torch.from_numpy(np.array(x, dtype=np.float32, copy=True))
+        return torch.from_numpy(x)  # decode_table made writable copies already
 
     out = dict(row)
     if "video_features" in out:
@@ -293,8 +303,10 @@ class GroundingStream(_torch_iterable_base()):
         video_dim: Optional[int],
         text_dim: Optional[int],
         name: str,
+        zero_copy: bool = False,
     ):
         self.hf_dataset = hf_dataset
+        self.zero_copy = zero_copy
         self.seed = int(seed)
         self.shuffle_buffer = shuffle_buffer
         self.rank, self.world_size = rank, world_size
@@ -340,7 +352,7 @@ class GroundingStream(_torch_iterable_base()):
 
     def iter_rows(self, skip: int = 0) -> Iterator[Dict[str, Any]]:
         for table in self.iter_arrow(skip=skip):
-            yield from decode_table(table, self.video_dim, self.text_dim, self.format)
+            yield from decode_table(table, self.video_dim, self.text_dim, self.format, self.zero_copy)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         return self.iter_rows()
@@ -379,7 +391,9 @@ class ParquetGroundingStream(_torch_iterable_base()):
         video_dim: Optional[int] = None,
         text_dim: Optional[int] = None,
         name: str = "parquet",
+        zero_copy: bool = False,
     ):
+        self.zero_copy = zero_copy
         self.files = list(files)
         if not self.files:
             raise ValueError(f"{name}: no parquet files")
@@ -478,7 +492,7 @@ class ParquetGroundingStream(_torch_iterable_base()):
 
     def iter_rows(self, skip: int = 0) -> Iterator[Dict[str, Any]]:
         for table in self.iter_arrow(skip=skip):
-            yield from decode_table(table, self.video_dim, self.text_dim, self.format)
+            yield from decode_table(table, self.video_dim, self.text_dim, self.format, self.zero_copy)
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         return self.iter_rows()
@@ -497,8 +511,9 @@ class GroundingDataset:
     """A map-style split (evaluation): ``ds[i]`` is a decoded row; ``hf_dataset`` is the Arrow-backed
     ``datasets.Dataset`` (memory-mapped, so large splits do not need to fit in RAM)."""
 
-    def __init__(self, hf_dataset, fmt: str, video_dim: Optional[int], text_dim: Optional[int], name: str):
+    def __init__(self, hf_dataset, fmt: str, video_dim: Optional[int], text_dim: Optional[int], name: str, zero_copy: bool = False):
         self.hf_dataset = hf_dataset
+        self.zero_copy = zero_copy
         self._arrow = hf_dataset.with_format("arrow")
         self.format = fmt
         self.video_dim, self.text_dim = video_dim, text_dim
@@ -519,11 +534,11 @@ class GroundingDataset:
             index += n
         if not 0 <= index < n:
             raise IndexError(f"index {index} out of range for {n} rows")
-        return decode_table(self._arrow[int(index) : int(index) + 1], self.video_dim, self.text_dim, self.format)[0]
+        return decode_table(self._arrow[int(index) : int(index) + 1], self.video_dim, self.text_dim, self.format, self.zero_copy)[0]
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         for start in range(0, len(self), 16):
-            yield from decode_table(self._arrow[start : start + 16], self.video_dim, self.text_dim, self.format)
+            yield from decode_table(self._arrow[start : start + 16], self.video_dim, self.text_dim, self.format, self.zero_copy)
 
     def __repr__(self) -> str:
         return f"GroundingDataset({self.name}, rows={len(self)}, format={self.format})"
@@ -549,6 +564,7 @@ def load_grounding_dataset(
     text_dim: Optional[int] = None,
     revision: Optional[str] = None,
     cache_dir: Optional[str] = None,
+    zero_copy: bool = False,
 ):
     """Open one split of a grounding dataset (local folder written by :mod:`.schema`, or a Hub repo id).
 
@@ -569,6 +585,8 @@ def load_grounding_dataset(
             ``None`` yields every row of the rank's shards.
         video_dim / text_dim: expected feature widths; a mismatch is an error.
         revision: Hub revision. cache_dir: ``datasets`` cache for the map-style Arrow files.
+        zero_copy: numpy arrays as read-only views of the Arrow buffers instead of writable copies
+            (saves one memcpy per array; torch format always copies).
     """
     import datasets
 
@@ -627,7 +645,7 @@ def load_grounding_dataset(
         return ParquetGroundingStream(
             files, shard_rows=shard_rows, columns=columns, shuffle_buffer=shuffle_buffer, seed=seed,
             rank=rank, world_size=world_size, fmt=format, equalize=equalize,
-            video_dim=vd, text_dim=td, name=name,
+            video_dim=vd, text_dim=td, name=name, zero_copy=zero_copy,
         )
     if not streaming and backend == "pyarrow":
         raise ValueError("backend='pyarrow' is streaming only; use backend='datasets' for map-style loading")
@@ -648,7 +666,7 @@ def load_grounding_dataset(
         vd, td = _check_dims(_dims_from_features(hf.features), video_dim, text_dim, name)
 
     if not streaming:
-        return GroundingDataset(hf, format, vd, td, name)
+        return GroundingDataset(hf, format, vd, td, name, zero_copy=zero_copy)
 
     n_shards = hf.num_shards
     num_rows: Optional[int] = None
@@ -672,7 +690,7 @@ def load_grounding_dataset(
         )
     return GroundingStream(
         hf, seed=seed, shuffle_buffer=shuffle_buffer, rank=rank, world_size=world_size, fmt=format,
-        num_rows=num_rows, video_dim=vd, text_dim=td, name=name,
+        num_rows=num_rows, video_dim=vd, text_dim=td, name=name, zero_copy=zero_copy,
     )
 
 

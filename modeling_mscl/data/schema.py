@@ -357,6 +357,13 @@ class _Shard:
         self.num_queries = 0
         self.num_bytes = 0  # uncompressed feature + text payload estimate
 
+    def _open(self) -> pq.ParquetWriter:
+        # Dictionary encoding never pays off for float features (and ids are unique) but slows both
+        # writing and decoding; min/max statistics of nested float columns are useless too.
+        return pq.ParquetWriter(
+            self.path, self.schema, compression=self.compression or "NONE", use_dictionary=False, write_statistics=False
+        )
+
     def add(self, row: Dict[str, Any], nbytes: int) -> None:
         self.buffer.append(row)
         self.buffer_bytes += nbytes
@@ -369,14 +376,14 @@ class _Shard:
             return
         table = rows_to_table(self.buffer, video_dim, text_dim, normalised=True)
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, self.schema, compression=self.compression or "NONE")
+            self.writer = self._open()
         self.writer.write_table(table, row_group_size=len(self.buffer))
         self.buffer, self.buffer_bytes = [], 0
 
     def close(self, video_dim: int, text_dim: int) -> None:
         self.flush(video_dim, text_dim)
         if self.writer is None:  # a shard that received no rows is still a valid (empty) parquet file
-            self.writer = pq.ParquetWriter(self.path, self.schema, compression=self.compression or "NONE")
+            self.writer = self._open()
         self.writer.close()
         self.writer = None
 

@@ -1,0 +1,158 @@
+# Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
+"""Streaming decode speed of grounding datasets: ``datasets`` vs raw ``pyarrow``.
+
+Writes a temporary dataset per size, then times full passes over it with:
+
+* ``hf-numpy``: ``datasets.load_dataset(..., streaming=True).with_format("numpy")`` (the stock path);
+* ``mscl-datasets``: :class:`GroundingStream` (``datasets`` streaming, Arrow rows decoded by mscl);
+* ``mscl-pyarrow``: :class:`ParquetGroundingStream` (row groups read with ``pyarrow`` only);
+* ``mscl-map``: the map-style :class:`GroundingDataset` (``datasets`` Arrow cache; built once, untimed).
+
+Rows/s and MB/s count the video-feature payload (float32). Each pass touches the last element of
+every decoded array. Files are read from a warm page cache (just written), so this measures decoding,
+not the disk. Sizes: TACoS-like ``T=1500, D=4096`` and MAD-like ``T=36000, D=512``.
+
+    python benchmarks/bench_streaming.py            # ~300 MB of generated data
+    python benchmarks/bench_streaming.py --quick    # seconds, meaningless numbers
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, Iterable, List
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import _common  # noqa: E402  (adds the repo to sys.path)
+
+import numpy as np  # noqa: E402
+
+
+SIZES = {
+    # name: (T, D, rows, text tokens, queries per video)
+    "tacos-like": (1500, 4096, 6, 12, 8),
+    "mad-like": (36000, 512, 2, 20, 16),
+}
+QUICK_SIZES = {"tacos-like": (150, 512, 4, 12, 4), "mad-like": (3600, 64, 2, 20, 4)}
+
+
+def make_rows(T: int, D: int, n: int, tokens: int, n_queries: int, text_dim: int, seed: int) -> Iterable[Dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        duration = float(T)  # fps 1, clip 1, stride 1
+        yield {
+            "video_id": f"v{i:04d}", "duration": duration, "fps": 1.0, "clip_size": 1.0, "clip_stride": 1.0, "downsample_rate": 1,
+            "video_features": rng.standard_normal((T, D), dtype=np.float32),
+            "queries": [
+                {"query_id": f"v{i:04d}_{k}", "sentence": "a person opens the door", "text_features": rng.standard_normal((tokens, text_dim), dtype=np.float32),
+                 "start": duration * k / (n_queries + 1), "end": duration * (k + 1) / (n_queries + 1)}
+                for k in range(n_queries)
+            ],
+        }
+
+
+def touch_mscl(row: Dict[str, Any]) -> float:
+    v = row["video_features"]
+    return float(v[-1, -1]) + sum(float(q["text_features"][-1, -1]) for q in row["queries"])
+
+
+def touch_hf(row: Dict[str, Any]) -> float:
+    v = row["video_features"]
+    return float(v[-1][-1]) + sum(float(q["text_features"][-1][-1]) for q in row["queries"])
+
+
+def timed_pass(make_iter: Callable[[], Iterable[Dict[str, Any]]], touch: Callable[[Dict[str, Any]], float]) -> Dict[str, Any]:
+    start = time.perf_counter()
+    first = None
+    n = 0
+    for row in make_iter():
+        touch(row)
+        n += 1
+        if first is None:
+            first = time.perf_counter() - start
+    return {"seconds": time.perf_counter() - start, "rows": n, "first_row_s": first}
+
+
+def main() -> None:
+    parser = _common.base_parser(__doc__.split("\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=None, help=f"subset of {list(SIZES)}")
+    parser.add_argument("--compression", default=None, help="parquet codec of the generated files (default: none)")
+    parser.add_argument("--tmp", default=None, help="folder for the generated datasets (default: system temp)")
+    args = parser.parse_args()
+    repeats = args.repeats or (1 if args.quick else 3)
+    sizes = QUICK_SIZES if args.quick else SIZES
+    if args.sizes:
+        sizes = {k: sizes[k] for k in args.sizes}
+
+    import datasets
+
+    from modeling_mscl.data.loading import load_grounding_dataset
+    from modeling_mscl.data.schema import write_grounding_dataset
+
+    datasets.disable_progress_bars()
+    datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0
+    text_dim = 512
+    load_before = _common.load_average()
+    results: List[Dict[str, Any]] = []
+    tmp_root = tempfile.mkdtemp(prefix="mscl-bench-", dir=args.tmp)
+    try:
+        for name, (T, D, n, tokens, nq) in sizes.items():
+            path = os.path.join(tmp_root, name)
+            t0 = time.perf_counter()
+            meta = write_grounding_dataset(make_rows(T, D, n, tokens, nq, text_dim, args.seed), path, "train", D, text_dim, compression=args.compression)
+            write_s = time.perf_counter() - t0
+            feature_mb = n * T * D * 4 / 2**20
+            disk_mb = sum(os.path.getsize(os.path.join(path, s["file"])) for s in meta["shards"]) / 2**20
+            files = [os.path.join(path, s["file"]) for s in meta["shards"]]
+            map_ds = load_grounding_dataset(path, "train", streaming=False, cache_dir=os.path.join(tmp_root, "hf-cache"))
+
+            paths = {
+                "hf-numpy": (lambda: iter(datasets.load_dataset("parquet", data_files={"train": files}, split="train", streaming=True).with_format("numpy")), touch_hf),
+                "mscl-datasets": (lambda: iter(load_grounding_dataset(path, "train", shuffle_buffer=None)), touch_mscl),
+                "mscl-pyarrow": (lambda: iter(load_grounding_dataset(path, "train", shuffle_buffer=None, backend="pyarrow")), touch_mscl),
+                "mscl-map": (lambda: iter(map_ds), touch_mscl),
+            }
+            for label, (make_iter, touch) in paths.items():
+                timed_pass(make_iter, touch)  # warm-up (imports, page cache)
+                runs = [timed_pass(make_iter, touch) for _ in range(repeats)]
+                secs = sorted(r["seconds"] for r in runs)[len(runs) // 2]
+                assert all(r["rows"] == n for r in runs), (label, [r["rows"] for r in runs])
+                results.append({
+                    "size": name, "T": T, "D": D, "rows": n, "path": label, "median_s": secs,
+                    "rows_per_s": n / secs, "feature_mb_per_s": feature_mb / secs,
+                    "first_row_ms": 1000 * sorted(r["first_row_s"] for r in runs)[len(runs) // 2],
+                    "feature_mb": feature_mb, "disk_mb": disk_mb, "write_s": write_s, "repeats": repeats,
+                })
+                r = results[-1]
+                print(f"{name:11s} {label:14s} {r['rows_per_s']:8.2f} rows/s {r['feature_mb_per_s']:8.1f} MB/s", flush=True)
+            shutil.rmtree(path, ignore_errors=True)
+            del map_ds
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+
+    load_after = _common.load_average()
+    base = {(r["size"]): r["rows_per_s"] for r in results if r["path"] == "hf-numpy"}
+    rows = [
+        (r["size"], f"{r['T']}×{r['D']}", r["rows"], r["path"], round(r["rows_per_s"], 2), round(r["feature_mb_per_s"], 1),
+         round(r["first_row_ms"], 1), f"{r['rows_per_s'] / base[r['size']]:.1f}×" if r["size"] in base else "-")
+        for r in results
+    ]
+    md = _common.markdown_table(["size", "T×D", "rows", "path", "rows/s", "feature MB/s", "first row ms", "vs hf-numpy"], rows)
+    md += (
+        "\n\nFeature MB/s counts the float32 video features only. Median of "
+        f"{repeats} full pass(es) after one warm-up pass; files in the page cache; compression: {args.compression or 'none'}."
+    )
+    data = {
+        "benchmark": "streaming", "results": results, "machine": _common.machine_info("cpu"),
+        "load_note": _common.load_note(load_before, load_after), "quick": bool(args.quick),
+    }
+    _common.write_results("streaming" + ("_quick" if args.quick else ""), data, md, out_dir=args.out, write=not args.no_write)
+
+
+if __name__ == "__main__":
+    main()

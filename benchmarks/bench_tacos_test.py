@@ -1,0 +1,296 @@
+# Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
+"""Headline benchmark: end-to-end grounding of the whole TACoS test split (random weights).
+
+The 25 TACoS test videos keep their real lengths and query counts (read from the annotation file;
+4,001 queries, 151-1,431 feature steps at 16 frames per step) and every query keeps its real word
+count; features are random (C3D-sized 4096-d video, GloVe-sized 300-d tokens) and the weights are a
+seeded random ``tacos_c3d`` model. Only shapes matter for speed.
+
+Three paths, each in its own fresh process (so its peak RSS is its own):
+
+* ``package``  — ``model.ground(video, all of the video's queries)`` in fp32: the video is padded only
+  to a multiple of the top pyramid stride and the queries are fused in chunks.
+* ``bf16``     — the same call under ``torch.autocast(device, dtype=torch.bfloat16)``.
+* ``baseline`` — how SnAG's evaluator works (reference §5, §10): every video padded to the training
+  length (2,304 steps), the video encoded once, then **one query per forward**: the text encoded alone
+  and unpadded (batch 1), fusion + heads at batch 1, and the same decode + Soft-NMS + voting.
+
+The package path must give the same top-5 moments as the baseline (segments within 1e-3 grid units,
+scores within 1e-5); the script asserts it and reports the largest differences.
+
+Full run (writes benchmarks/results/tacos_test.{json,md})::
+
+    python benchmarks/bench_tacos_test.py
+
+Smoke run (3 short videos, a few queries each)::
+
+    python benchmarks/bench_tacos_test.py --quick
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+
+ANNOTATIONS = os.path.join(os.path.dirname(C.REPO), "shared", "data", "annotations", "tacos", "test.json")
+PATHS = ("package", "bf16", "baseline")
+# SnAG's evaluator pads every TACoS test video to the training length (all are shorter than it)
+TRAINING_LENGTH = 2304
+# the reference's own numbers on this CPU for the same split (reference §10)
+REFERENCE_SECONDS = 384.0
+SEGMENT_TOL, SCORE_TOL = 1e-3, 1e-5
+
+
+def split_shapes(path: str, quick: bool):
+    """Per video: (video id, feature steps, token count of each query), from the annotation file."""
+    from modeling_mscl.processing_mscl import TimeMapping
+    from modeling_mscl.text_embedding_mscl import basic_english_tokenize
+
+    with open(path) as fh:
+        data = json.load(fh)
+    videos = []
+    for vid, entry in data.items():
+        fps = float(entry["fps"])
+        duration = float(entry["num_frames"]) / fps
+        mapping = TimeMapping(fps=fps, clip_size=16, clip_stride=4, downsample_rate=4, duration=duration)
+        # features cover the video every stride_eff frames: num_frames / 16 steps, rounded up
+        steps = math.ceil(round(duration * fps / mapping.stride_eff, 6))
+        tokens = [max(1, len(basic_english_tokenize(s))) for s in entry["sentences"]]
+        videos.append((vid, steps, tokens))
+    videos.sort(key=lambda v: v[0])
+    if quick:  # the three shortest videos, 6 queries each
+        videos = [(v, s, t[:6]) for v, s, t in sorted(videos, key=lambda v: v[1])[:3]]
+    return videos
+
+
+def synthetic_shapes():
+    """Stand-in split (used only when the annotation file is absent, e.g. outside the dev checkout)."""
+    import random
+
+    rng = random.Random(0)
+    return [(f"video{i}", rng.randint(150, 1431), [rng.randint(4, 20) for _ in range(rng.randint(40, 300))]) for i in range(25)]
+
+
+# ----------------------------------------------------------------------------------------------
+# worker: one path over the whole split
+# ----------------------------------------------------------------------------------------------
+def _inputs(video_index: int, steps: int, tokens, seed: int, config):
+    import torch
+
+    g = torch.Generator().manual_seed(seed * 1000003 + video_index)
+    video = torch.randn(steps, config.video_input_dim, generator=g)
+    text = [torch.randn(n, config.text_input_dim, generator=g) for n in tokens]
+    return video, text
+
+
+def _baseline_video(model, video, text):
+    """SnAG's evaluator: pad to the training length, encode once, then one query per forward."""
+    import torch
+    import torch.nn.functional as F
+
+    cfg = model.config
+    t_valid = video.shape[0]
+    unit = TRAINING_LENGTH * cfg.video_input_stride
+    t_pad = max(unit, -(-t_valid // unit) * unit)
+    padded = F.pad(video, (0, 0, 0, t_pad - t_valid))[None]
+    vmask = (torch.arange(t_pad, device=video.device) < t_valid)[None]
+    _, _, levels, level_masks = model.encode_video(padded, vmask)
+    index = torch.zeros(1, dtype=torch.long, device=video.device)
+    out = []
+    for q in text:
+        enc, enc_mask = model.encode_text(q[None], torch.ones(1, q.shape[0], dtype=torch.bool, device=q.device))
+        _, logits, offsets, masks = model.fuse_and_predict(levels, level_masks, enc, enc_mask, index)
+        out.extend(model.decode(logits, offsets, masks))
+    return out
+
+
+def worker(args) -> None:
+    import torch
+
+    from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding
+
+    C.setup_torch(args.threads, args.seed)
+    videos = json.loads(open(args.shapes).read())
+    config = MSCLConfig.from_preset("tacos_c3d")
+    model = MSCLForTemporalGrounding(config).eval().to(args.device)
+    start_rss = C.current_rss_mb()
+    per_video, predictions = [], []
+    with torch.no_grad():
+        for i, (vid, steps, tokens) in enumerate(videos):
+            video, text = _inputs(i, steps, tokens, args.seed, config)
+            video, text = video.to(args.device), [q.to(args.device) for q in text]
+
+            def run():
+                if args.path == "baseline":
+                    return _baseline_video(model, video, text)
+                if args.path == "bf16":
+                    with torch.autocast(args.device, dtype=torch.bfloat16):
+                        return model.ground(video, text)
+                return model.ground(video, text)
+
+            times, result = [], None
+            for _ in range(args.repeats):
+                C.synchronize(args.device)
+                t0 = time.perf_counter()
+                result = run()
+                C.synchronize(args.device)
+                times.append(time.perf_counter() - t0)
+            per_video.append({"video": vid, "steps": steps, "queries": len(tokens), **C.summarize(times)})
+            predictions.extend(r.tolist() for r in result)
+    with open(args.predictions, "w") as fh:
+        json.dump(predictions, fh)
+    C.worker_report(
+        {
+            "path": args.path,
+            "total_s": sum(v["median_s"] for v in per_video),
+            "queries": sum(v["queries"] for v in per_video),
+            "per_video": per_video,
+            "threads": torch.get_num_threads(),
+        },
+        start_rss,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# parent
+# ----------------------------------------------------------------------------------------------
+def compare(package, baseline):
+    """Largest segment / score difference between two prediction lists, and the mismatching queries."""
+    if len(package) != len(baseline):
+        raise AssertionError(f"{len(package)} vs {len(baseline)} queries")
+    worst_seg = worst_score = 0.0
+    bad = []
+    for q, (a, b) in enumerate(zip(package, baseline)):
+        if len(a) != len(b):
+            bad.append((q, f"{len(a)} vs {len(b)} moments"))
+            continue
+        for x, y in zip(a, b):
+            ds = max(abs(x[0] - y[0]), abs(x[1] - y[1]))
+            dc = abs(x[2] - y[2])
+            worst_seg, worst_score = max(worst_seg, ds), max(worst_score, dc)
+            if ds > SEGMENT_TOL or dc > SCORE_TOL:
+                bad.append((q, f"segment diff {ds:.3g}, score diff {dc:.3g}"))
+                break
+    return worst_seg, worst_score, bad
+
+
+def main(argv=None) -> None:
+    parser = C.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--worker", action="store_true", help=argparse_hidden())
+    parser.add_argument("--path", choices=PATHS, help=argparse_hidden())
+    parser.add_argument("--shapes", help=argparse_hidden())
+    parser.add_argument("--predictions", help=argparse_hidden())
+    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS))
+    parser.add_argument("--annotations", default=ANNOTATIONS, help="TACoS test.json (2D-TAN layout)")
+    args = parser.parse_args(argv)
+    device = C.resolve_device(args.device)
+    if args.worker:
+        return worker(args)
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+
+    if os.path.exists(args.annotations):
+        videos = split_shapes(args.annotations, args.quick)
+        source = args.annotations
+    else:
+        print(f"note: {args.annotations} not found; using a synthetic stand-in split of the same size")
+        videos = synthetic_shapes()
+        if args.quick:
+            videos = [(v, s, t[:6]) for v, s, t in videos[:3]]
+        source = "synthetic stand-in"
+    paths = [p for p in args.paths.split(",") if p]
+    for p in paths:
+        if p not in PATHS:
+            parser.error(f"unknown path {p!r}")
+
+    import torch
+
+    C.setup_torch(args.threads, args.seed)
+    info = C.machine_info(device)
+    load_before = C.load_average()
+    results, predictions = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        shapes = os.path.join(tmp, "shapes.json")
+        with open(shapes, "w") as fh:
+            json.dump(videos, fh)
+        for p in paths:
+            pred = os.path.join(tmp, f"{p}.json")
+            worker_args = ["--path", p, "--shapes", shapes, "--predictions", pred, "--repeats", str(args.repeats),
+                           "--seed", str(args.seed), "--device", device]
+            if args.threads:
+                worker_args += ["--threads", str(args.threads)]
+            print(f"[{p}] running ({len(videos)} videos, {sum(len(t) for _, _, t in videos)} queries, "
+                  f"{args.repeats} repeat(s) per video) ...", flush=True)
+            results[p] = C.run_worker(os.path.abspath(__file__), worker_args)
+            with open(pred) as fh:
+                predictions[p] = json.load(fh)
+            print(f"[{p}] {results[p]['total_s']:.1f} s", flush=True)
+    load_after = C.load_average()
+
+    queries = sum(len(t) for _, _, t in videos)
+    equivalence = None
+    if "package" in predictions and "baseline" in predictions:
+        seg, score, bad = compare(predictions["package"], predictions["baseline"])
+        equivalence = {"max_segment_diff": seg, "max_score_diff": score, "mismatching_queries": len(bad),
+                       "examples": bad[:5], "segment_tol": SEGMENT_TOL, "score_tol": SCORE_TOL}
+    steps = [s for _, s, _ in videos]
+    valid_work = sum(s * len(t) for _, s, t in videos)
+    padded_work = sum(max(TRAINING_LENGTH, s) * len(t) for _, s, t in videos)
+
+    rows = []
+    base = results.get("baseline", {}).get("total_s")
+    labels = {"package": "(a) package `model.ground`, fp32", "bf16": "(b) package, bf16 autocast",
+              "baseline": "(c) SnAG-style baseline (1 query/forward, padded to 2304), fp32"}
+    for p in paths:
+        r = results[p]
+        speedup = f"{base / r['total_s']:.2f}×" if base else "—"
+        rows.append([labels[p], f"{r['total_s']:.1f}", f"{queries / r['total_s']:.1f}",
+                     f"{1000 * r['total_s'] / queries:.1f}", speedup, f"{r['peak_rss_mb'] / 1024:.2f}"])
+    md = C.markdown_table(["path", "total (s)", "queries/s", "ms/query", "speed-up vs (c)", "peak RSS (GB)"], rows)
+    md += (f"\n\n{len(videos)} videos ({min(steps)}–{max(steps)} steps), {queries} queries, random `tacos_c3d` weights "
+           f"(seed {args.seed}); per-video median of {args.repeats} run(s), summed. Source of shapes: {source}. "
+           f"Padding to {TRAINING_LENGTH} makes the baseline do {padded_work / valid_work:.2f}× the valid work "
+           f"(query-weighted). The reference implementation needed {REFERENCE_SECONDS:.0f} s for this split on its CPU.\n")
+    if equivalence is not None:
+        md += (f"\nEquivalence (a) vs (c), top-{5} moments of all {queries} queries: max segment diff "
+               f"{equivalence['max_segment_diff']:.2e} grid units (tol {SEGMENT_TOL}), max score diff "
+               f"{equivalence['max_score_diff']:.2e} (tol {SCORE_TOL}), mismatching queries: "
+               f"{equivalence['mismatching_queries']}.\n")
+    data = {
+        "benchmark": "tacos_test",
+        "machine": info,
+        "load_before": load_before,
+        "load_after": load_after,
+        "load_note": C.load_note(load_before, load_after),
+        "videos": len(videos),
+        "queries": queries,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "quick": args.quick,
+        "padding_work_ratio": padded_work / valid_work,
+        "reference_seconds": REFERENCE_SECONDS,
+        "results": results,
+        "equivalence": equivalence,
+    }
+    name = "tacos_test_quick" if args.quick else "tacos_test"
+    C.write_results(name, data, md, args.out, not args.no_write)
+    if equivalence is not None and equivalence["mismatching_queries"]:
+        raise SystemExit(f"FAIL: package and baseline disagree on {equivalence['mismatching_queries']} queries: "
+                         f"{equivalence['examples']}")
+
+
+def argparse_hidden():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    main()

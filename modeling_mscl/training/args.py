@@ -1,0 +1,257 @@
+# Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
+"""Command-line options of ``train_scripts/run.py`` / ``ablation.py`` and the ``TrainingArguments`` they imply.
+
+Two kinds of settings:
+
+* **Model/recipe fields** of :class:`~modeling_mscl.MSCLConfig` (``learning_rate``, ``batch_size``,
+  ``num_epochs``, ``hidden_size``...), from the preset (or ``--init-from`` folder) plus overrides.
+* **Run options** (:class:`TrainingOptions`: dataset, output folder, resume, checkpoint cadence...).
+
+Both can be overridden with ``--set key=value`` (repeatable; the value is parsed as JSON when it parses,
+else taken as a string: ``--set hidden_dropout=0 --set module_learning_rates='{"text_encoder": 2e-4}'``)
+or with the direct flags listed by ``--help``. Unknown keys are an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+#: Config fields with a direct flag (``--learning-rate`` ...).
+CONFIG_FLAGS = (
+    ("learning_rate", float, "base learning rate (AdamW)"),
+    ("weight_decay", float, "weight decay of linear/conv weights"),
+    ("batch_size", int, "videos per micro-batch, summed over processes"),
+    ("gradient_accumulation_steps", int, "micro-batches per optimiser step"),
+    ("num_epochs", int, "epochs after warmup (SnAG's `epochs`; the run lasts num_epochs + warmup_epochs)"),
+    ("warmup_epochs", int, "linear-warmup epochs (lr from 0)"),
+    ("ema_decay", float, "beta of the weight EMA"),
+    ("max_grad_norm", float, "global gradient-norm clip (0: off)"),
+    ("seed", int, "seed of the model init and of every data draw"),
+)
+
+
+@dataclasses.dataclass
+class TrainingOptions:
+    """Run options (not part of the model configuration).
+
+    Attributes:
+        preset: configuration preset (ignored with ``init_from``).
+        dataset: dataset folder or Hub repo id; ``None`` → the bundled semi-synthetic benchmark.
+        train_split / eval_split: split names (``eval_split`` ``None`` → ``config.eval_split``).
+        output_dir: run folder (checkpoints, final model, metrics); ``None`` → ``outputs/mscl-<preset>``.
+        resume: ``None``, ``"auto"`` (newest complete checkpoint of ``output_dir``, else fresh) or a folder.
+        eval_only: skip training; evaluate ``init_from`` (or the final model in ``output_dir``).
+        init_from: start from a converted SnAG / saved MSCL folder (its config replaces the preset's).
+        no_contrastive: set both contrastive weights to 0.
+        max_steps: stop after this many optimiser steps (default: the whole schedule).
+        save_steps: checkpoint every this many steps (default: once per epoch). save_total_limit: keep the newest N.
+        logging_steps: log every this many steps (default: ~4 times per epoch).
+        eval_steps: also evaluate during training every this many steps (default: only at the end).
+        max_eval_videos: evaluate only the first N videos of the evaluation split.
+        shuffle_buffer: rows in the streaming shuffle buffer; sample_shuffle_buffer: samples mixed before batching.
+        backend: ``"datasets"`` or ``"pyarrow"`` streaming reader.
+        progress: tqdm bars for training and evaluation.
+        benchmark: generator options of the synthetic benchmark (when ``dataset`` is ``None``).
+    """
+
+    preset: str = "debug"
+    dataset: Optional[str] = None
+    train_split: str = "train"
+    eval_split: Optional[str] = None
+    output_dir: Optional[str] = None
+    resume: Optional[str] = None
+    eval_only: bool = False
+    init_from: Optional[str] = None
+    no_contrastive: bool = False
+    max_steps: Optional[int] = None
+    save_steps: Optional[int] = None
+    save_total_limit: Optional[int] = 2
+    logging_steps: Optional[int] = None
+    eval_steps: Optional[int] = None
+    max_eval_videos: Optional[int] = None
+    shuffle_buffer: int = 64
+    sample_shuffle_buffer: int = 16
+    backend: str = "datasets"
+    progress: bool = True
+    benchmark: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def resolved_output_dir(self) -> str:
+        return self.output_dir or f"outputs/mscl-{self.preset}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+OPTION_FIELDS = {f.name for f in dataclasses.fields(TrainingOptions)}
+
+
+def config_field_names() -> List[str]:
+    from ..configuration_mscl import MSCLConfig
+
+    return sorted(MSCLConfig().to_dict())
+
+
+def parse_value(text: str) -> Any:
+    """JSON when it parses (``1e-3``, ``true``, ``null``, ``[0.9, 1.0]``, ``{...}``), else the raw string."""
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return text
+
+
+def parse_set_arguments(items: Sequence[str]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """``["key=value", ...]`` → (config overrides, option overrides); unknown keys raise ``ValueError``."""
+    config_keys = set(config_field_names())
+    config_overrides: Dict[str, Any] = {}
+    option_overrides: Dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, text = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        value = parse_value(text)
+        if key in OPTION_FIELDS:
+            option_overrides[key] = value
+        elif key in config_keys:
+            config_overrides[key] = value
+        else:
+            raise ValueError(
+                f"--set {key}: not a config field nor a run option. Run options: {', '.join(sorted(OPTION_FIELDS))}; "
+                "config fields: see modeling_mscl/configuration_mscl.py"
+            )
+    return config_overrides, option_overrides
+
+
+def build_parser(prog: Optional[str] = None, ablation: bool = False) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Train and evaluate MSCL (SnAG backbone + multi-scale contrastive losses). Without arguments: the "
+            "`debug` model on the bundled semi-synthetic benchmark. Launch with `accelerate launch` for several "
+            "processes/GPUs."
+            if not ablation else
+            "Ablation of the contrastive terms: the same run with them off, on, within-only and cross-only."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--preset", default="debug", help="configuration preset (debug, tacos_c3d, mad_clip, ...)")
+    parser.add_argument("--dataset", default=None, metavar="PATH_OR_REPO",
+                        help="dataset folder or Hub repo id (default: the bundled semi-synthetic benchmark)")
+    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--eval-split", default=None, help="default: the config's eval_split")
+    parser.add_argument("--output-dir", default=None, help="default: outputs/mscl-<preset>")
+    parser.add_argument("--set", dest="set_items", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field or run option (repeatable; VALUE parsed as JSON)")
+    if not ablation:
+        parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH|auto",
+                            help="resume from a checkpoint folder, or the newest one in --output-dir")
+        parser.add_argument("--eval-only", action="store_true",
+                            help="only evaluate --init-from (or the final model in --output-dir)")
+        parser.add_argument("--no-contrastive", action="store_true", help="turn the contrastive terms off")
+    parser.add_argument("--init-from", default=None, metavar="DIR",
+                        help="start from a converted SnAG or saved MSCL model folder")
+    for name, typ, help_text in CONFIG_FLAGS:
+        parser.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=help_text)
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
+    parser.add_argument("--save-steps", type=int, default=None, help="checkpoint interval (default: each epoch)")
+    parser.add_argument("--save-total-limit", type=int, default=2, help="checkpoints kept")
+    parser.add_argument("--logging-steps", type=int, default=None, help="log interval in steps")
+    parser.add_argument("--eval-steps", type=int, default=None, help="also evaluate every N steps while training")
+    parser.add_argument("--max-eval-videos", type=int, default=None, help="evaluate the first N videos only")
+    parser.add_argument("--backend", choices=("datasets", "pyarrow"), default="datasets", help="streaming reader")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if ablation:
+        parser.add_argument("--variants", default="off,on,within,cross",
+                            help="comma-separated subset of off,on,within,cross")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> Tuple[TrainingOptions, Dict[str, Any]]:
+    """Parsed arguments → (:class:`TrainingOptions`, config overrides)."""
+    config_overrides, option_overrides = parse_set_arguments(args.set_items)
+    for name, _, _ in CONFIG_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None:
+            config_overrides[name] = value
+    options = TrainingOptions(
+        preset=args.preset,
+        dataset=args.dataset,
+        train_split=args.train_split,
+        eval_split=args.eval_split,
+        output_dir=args.output_dir,
+        resume=getattr(args, "resume", None),
+        eval_only=bool(getattr(args, "eval_only", False)),
+        init_from=args.init_from,
+        no_contrastive=bool(getattr(args, "no_contrastive", False)),
+        max_steps=args.max_steps,
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        logging_steps=args.logging_steps,
+        eval_steps=args.eval_steps,
+        max_eval_videos=args.max_eval_videos,
+        backend=args.backend,
+        progress=not args.no_progress,
+    )
+    for key, value in option_overrides.items():
+        setattr(options, key, value)
+    return options, config_overrides
+
+
+def build_training_arguments(options: TrainingOptions, config, schedule, **extra):
+    """``transformers.TrainingArguments`` for SnAG's recipe (``config``) and the run's ``schedule``."""
+    import torch
+    from transformers import TrainingArguments
+
+    from .optim import ADAM_BETAS, ADAM_EPS
+
+    spe = schedule.steps_per_epoch
+    save_steps = options.save_steps or spe
+    logging_steps = options.logging_steps or max(1, min(50, spe // 4))
+    kwargs: Dict[str, Any] = dict(
+        output_dir=options.resolved_output_dir(),
+        per_device_train_batch_size=schedule.per_device_batch_size,
+        gradient_accumulation_steps=schedule.gradient_accumulation_steps,
+        max_steps=schedule.max_steps,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        adam_beta1=ADAM_BETAS[0],
+        adam_beta2=ADAM_BETAS[1],
+        adam_epsilon=ADAM_EPS,
+        max_grad_norm=config.max_grad_norm,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=schedule.warmup_steps,
+        logging_strategy="steps",
+        logging_steps=logging_steps,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=options.save_total_limit,
+        eval_strategy="steps" if options.eval_steps else "no",
+        eval_steps=options.eval_steps,
+        seed=config.seed,
+        report_to="none",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        disable_tqdm=not options.progress,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        accelerator_config={"dispatch_batches": False, "split_batches": False},
+        use_cpu=not torch.cuda.is_available(),
+    )
+    kwargs.update(extra)
+    return TrainingArguments(**kwargs)
+
+
+__all__ = [
+    "CONFIG_FLAGS",
+    "OPTION_FIELDS",
+    "TrainingOptions",
+    "build_parser",
+    "build_training_arguments",
+    "config_field_names",
+    "options_from_args",
+    "parse_set_arguments",
+    "parse_value",
+]

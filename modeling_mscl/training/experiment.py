@@ -1,0 +1,340 @@
+# Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
+"""End-to-end runs behind ``train_scripts/run.py`` and ``train_scripts/ablation.py``.
+
+:func:`run_training`: config (preset or ``--init-from`` + overrides) → data checks → schedule → model →
+:class:`~modeling_mscl.training.trainer.MSCLTrainer` → final folder. The final folder (``output_dir``) holds
+the EMA model as the main weights (``config.json`` with ``auto_map`` + the modeling code, loadable with
+``AutoModel.from_pretrained``), ``metrics.json``, ``predictions.jsonl``, ``training_config.json`` and the
+``checkpoint-N`` folders. Every input problem (unknown preset, no shards, feature widths that disagree
+with the config) raises ``ValueError`` before training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .args import TrainingOptions, build_training_arguments
+
+logger = logging.getLogger(__name__)
+
+#: Generator options of the benchmark used when no ``--dataset`` is given (see ``modeling_mscl.data.synthetic``).
+DEFAULT_BENCHMARK: Dict[str, Any] = {}
+
+ABLATION_VARIANTS = {
+    "off": (0.0, 0.0),
+    "on": (None, None),
+    "within": (None, 0.0),
+    "cross": (0.0, None),
+}
+
+FINAL_METRICS_NAME = "metrics.json"
+PREDICTIONS_NAME = "predictions.jsonl"
+TRAINING_CONFIG_NAME = "training_config.json"
+
+
+# ----------------------------------------------------------------------------------------------------
+def _process_state():
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def _limit_threads(state) -> None:
+    """Several CPU processes on one machine: split the cores instead of oversubscribing them."""
+    import torch
+
+    if state.num_processes > 1 and "OMP_NUM_THREADS" not in os.environ and state.device.type == "cpu":
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
+
+
+def resolve_config(options: TrainingOptions, overrides: Dict[str, Any]):
+    """The run's :class:`MSCLConfig`: preset (or ``init_from``'s config) + overrides (+ ``no_contrastive``)."""
+    from ..configuration_mscl import MSCLConfig
+
+    overrides = dict(overrides)
+    if options.no_contrastive:
+        overrides.update(within_loss_weight=0.0, cross_loss_weight=0.0)
+    if options.init_from:
+        if not os.path.isfile(os.path.join(options.init_from, "config.json")):
+            raise ValueError(f"--init-from {options.init_from}: no config.json there (expected a saved MSCL/converted SnAG folder)")
+        base = MSCLConfig.from_pretrained(options.init_from).to_dict()
+        known = set(MSCLConfig().to_dict())
+        unknown = sorted(k for k in overrides if k not in known)
+        if unknown:
+            raise ValueError(f"unknown MSCLConfig field(s) in overrides: {', '.join(unknown)}")
+        base.update(overrides)
+        for key in ("architectures", "auto_map", "transformers_version", "model_type"):
+            base.pop(key, None)
+        return MSCLConfig(**base)
+    return MSCLConfig.from_preset(options.preset, **overrides)
+
+
+def resolve_dataset(options: TrainingOptions) -> str:
+    """``options.dataset``, or the bundled benchmark (generated and cached on first use)."""
+    if options.dataset:
+        return options.dataset
+    from ..data.synthetic import default_benchmark_path
+
+    spec = {**DEFAULT_BENCHMARK, **(options.benchmark or {})}
+    return default_benchmark_path(**spec)
+
+
+def _split_num_videos(dataset: str, split: str) -> Optional[int]:
+    from ..data.schema import read_metadata
+
+    try:
+        meta = read_metadata(dataset) if os.path.isdir(dataset) else None
+        return int(meta["splits"][split]["num_videos"]) if meta else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _build_model(options: TrainingOptions, config):
+    from transformers import set_seed
+
+    from ..modeling_mscl import MSCLForTemporalGrounding
+
+    set_seed(config.seed)
+    if options.init_from:
+        model = MSCLForTemporalGrounding.from_pretrained(options.init_from, config=config)
+    else:
+        model = MSCLForTemporalGrounding(config)
+    return model
+
+
+def _print(state, text: str) -> None:
+    if state.is_main_process:
+        print(text, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+def prepare_run(options: TrainingOptions, overrides: Dict[str, Any]):
+    """Everything checkable before training: config, dataset, feature widths, splits, schedule."""
+    from .data import TrainingSchedule, count_training_samples, load_eval_source, load_training_source
+
+    state = _process_state()
+    config = resolve_config(options, overrides)
+    dataset = resolve_dataset(options)
+    eval_split = options.eval_split or config.eval_split
+    rank, world = state.process_index, state.num_processes
+    # opening the splits checks shards, split names and feature widths against the config
+    eval_rows = load_eval_source(dataset, config, eval_split, rank=rank, world_size=world)
+    train_rows = schedule = None
+    if not options.eval_only:
+        train_rows = load_training_source(
+            dataset, config, options.train_split, rank=rank, world_size=world,
+            shuffle_buffer=options.shuffle_buffer, backend=options.backend,
+        )
+        num_samples, num_videos = count_training_samples(dataset, config, options.train_split)
+        schedule = TrainingSchedule(
+            num_samples=num_samples, num_videos=num_videos, batch_size=config.batch_size, world_size=world,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            num_epochs=config.num_epochs + config.warmup_epochs, warmup_epochs=config.warmup_epochs,
+            max_steps_override=options.max_steps,
+        )
+    return state, config, dataset, eval_split, train_rows, eval_rows, schedule
+
+
+def run_training(options: TrainingOptions, overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Train (unless ``eval_only``), save the EMA model and evaluate it; returns the metrics."""
+    from .data import TrainingCollator, TrainingSampleDataset
+    from .evaluation import evaluate_grounding, format_report, save_metrics
+    from .trainer import MSCLTrainer
+
+    overrides = dict(overrides or {})
+    t0 = time.time()
+    state, config, dataset, eval_split, train_rows, eval_rows, schedule = prepare_run(options, overrides)
+    _limit_threads(state)
+    output_dir = options.resolved_output_dir()
+    eval_total = _split_num_videos(dataset, eval_split)
+
+    if options.eval_only:
+        source = options.init_from or output_dir
+        if not os.path.isfile(os.path.join(source, "config.json")):
+            raise ValueError(f"--eval-only: no model in {source} (pass --init-from DIR or an --output-dir with a final model)")
+        if options.init_from is None:
+            options = _with(options, init_from=source)
+            config = resolve_config(options, overrides)
+        model = _build_model(options, config)
+        _print(state, f"evaluating {source} on {dataset}:{eval_split}")
+        metrics = evaluate_grounding(
+            model, eval_rows, config, progress=options.progress,
+            predictions_path=os.path.join(output_dir, PREDICTIONS_NAME),
+            metrics_path=os.path.join(output_dir, FINAL_METRICS_NAME),
+            total=eval_total, max_videos=options.max_eval_videos,
+        )
+        _print(state, format_report(metrics, config.eval_ranks, config.eval_thresholds))
+        return metrics
+
+    model = _build_model(options, config)
+    dataset_train = TrainingSampleDataset(
+        train_rows, config, samples_per_epoch=schedule.samples_per_epoch_per_process,
+        num_epochs=schedule.data_epochs, rank=state.process_index, world_size=state.num_processes,
+        sample_shuffle_buffer=options.sample_shuffle_buffer,
+    )
+    args = build_training_arguments(options, config, schedule)
+    trainer = MSCLTrainer(
+        model=model, args=args, train_dataset=dataset_train, eval_dataset=eval_rows,
+        data_collator=TrainingCollator(config), ema_decay=config.ema_decay,
+        steps_per_epoch=schedule.steps_per_epoch, eval_num_videos=eval_total, eval_max_videos=options.max_eval_videos,
+    )
+    _print(state, (
+        f"training {config.preset or 'custom'} ({sum(p.numel() for p in model.parameters()):,} parameters) on {dataset}:"
+        f"{options.train_split} — {schedule.num_videos} videos, {schedule.num_samples} samples/epoch, "
+        f"{schedule.steps_per_epoch} steps/epoch x {schedule.num_epochs} epochs ({schedule.warmup_epochs} warmup) "
+        f"= {schedule.max_steps} steps, {state.num_processes} process(es) x {schedule.per_device_batch_size} videos"
+        f" x {schedule.gradient_accumulation_steps} accumulation"
+    ))
+    if state.is_main_process:
+        os.makedirs(output_dir, exist_ok=True)
+    train_output = trainer.train(resume_from_checkpoint=options.resume)
+    t_train = time.time() - t0
+
+    trainer.save_ema_model(output_dir)
+    _print(state, f"saved the EMA model to {output_dir}; evaluating on {eval_split}")
+    metrics = evaluate_grounding(
+        trainer.ema_model(), eval_rows, config, progress=options.progress,
+        predictions_path=os.path.join(output_dir, PREDICTIONS_NAME), total=eval_total,
+        max_videos=options.max_eval_videos,
+    )
+    metrics["train_seconds"] = round(t_train, 1)
+    metrics["train_loss"] = float(train_output.training_loss)
+    metrics["global_step"] = int(trainer.state.global_step)
+    if state.is_main_process:
+        save_metrics(metrics, os.path.join(output_dir, FINAL_METRICS_NAME))
+        _write_training_config(os.path.join(output_dir, TRAINING_CONFIG_NAME), options, overrides, config, dataset,
+                               eval_split, schedule, args, state)
+    _print(state, format_report(metrics, config.eval_ranks, config.eval_thresholds))
+    _print(state, f"total {time.time() - t0:.0f}s (training {t_train:.0f}s); metrics in {os.path.join(output_dir, FINAL_METRICS_NAME)}")
+    return metrics
+
+
+def _with(options: TrainingOptions, **changes) -> TrainingOptions:
+    import dataclasses
+
+    return dataclasses.replace(options, **changes)
+
+
+def _write_training_config(path, options, overrides, config, dataset, eval_split, schedule, args, state) -> None:
+    import accelerate
+    import datasets
+    import torch
+    import transformers
+
+    data = {
+        "options": options.to_dict(),
+        "config_overrides": overrides,
+        "dataset": dataset,
+        "eval_split": eval_split,
+        "schedule": schedule.to_dict(),
+        "num_processes": state.num_processes,
+        "distributed_type": str(state.distributed_type),
+        "training_arguments": {k: v for k, v in args.to_dict().items() if isinstance(v, (int, float, str, bool, type(None)))},
+        "config": config.to_dict(),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+                     "accelerate": accelerate.__version__, "datasets": datasets.__version__},
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.write("\n")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Ablation
+# ----------------------------------------------------------------------------------------------------
+def run_ablation(
+    options: TrainingOptions,
+    overrides: Optional[Dict[str, Any]] = None,
+    variants: Sequence[str] = ("off", "on", "within", "cross"),
+) -> Dict[str, Any]:
+    """The same run with the contrastive terms off / on / within-only / cross-only.
+
+    Each variant trains in ``<output_dir>/<variant>``; the summary (``ablation.json``) and the markdown
+    tables (``ablation.md``, also printed) go to ``output_dir``.
+    """
+    from .evaluation import save_metrics
+
+    overrides = dict(overrides or {})
+    unknown = [v for v in variants if v not in ABLATION_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown ablation variant(s) {unknown}; choose from {', '.join(ABLATION_VARIANTS)}")
+    base_config = resolve_config(options, overrides)
+    root = options.output_dir or f"outputs/mscl-{options.preset}-ablation"
+    results: Dict[str, Any] = {}
+    for variant in variants:
+        within, cross = ABLATION_VARIANTS[variant]
+        run_overrides = dict(overrides)
+        run_overrides["within_loss_weight"] = base_config.within_loss_weight if within is None else within
+        run_overrides["cross_loss_weight"] = base_config.cross_loss_weight if cross is None else cross
+        run_options = _with(options, output_dir=os.path.join(root, variant), no_contrastive=False, resume=None, eval_only=False)
+        results[variant] = run_training(run_options, run_overrides)
+        results[variant]["within_loss_weight"] = run_overrides["within_loss_weight"]
+        results[variant]["cross_loss_weight"] = run_overrides["cross_loss_weight"]
+    table = format_ablation_tables(results, base_config.eval_ranks, base_config.eval_thresholds)
+    state = _process_state()
+    if state.is_main_process:
+        os.makedirs(root, exist_ok=True)
+        save_metrics({"variants": results, "config_overrides": overrides}, os.path.join(root, "ablation.json"))
+        with open(os.path.join(root, "ablation.md"), "w", encoding="utf-8") as f:
+            f.write(table + "\n")
+    _print(state, table)
+    return results
+
+
+VARIANT_LABELS = {
+    "off": "no contrastive",
+    "on": "within + cross",
+    "within": "within only",
+    "cross": "cross only",
+}
+
+
+def format_ablation_tables(results: Dict[str, Dict[str, Any]], ranks, thresholds, digits: int = 1) -> str:
+    """Markdown: R@K at every θ (+ mIoU) per variant, then R@K at each θ per moment-length bucket."""
+    import math
+
+    def fmt(v):
+        return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{float(v):.{digits}f}"
+
+    cols = [f"R{k}@{t:g}" for k in ranks for t in thresholds]
+    lines = ["| contrastive terms | " + " | ".join(cols) + " | mIoU |", "|---|" + "---|" * (len(cols) + 1)]
+    for variant, m in results.items():
+        lines.append(f"| {VARIANT_LABELS.get(variant, variant)} | " + " | ".join(fmt(m.get(c)) for c in cols) + f" | {fmt(m.get('mIoU'))} |")
+    buckets: List[str] = []
+    for m in results.values():
+        for label in (m.get("by_moment_length") or {}):
+            if label not in buckets:
+                buckets.append(label)
+    rank_label = " / ".join(f"R{k}" for k in ranks)
+    for t in thresholds:
+        lines += ["", f"{rank_label} at tIoU {t:g} by moment length (fraction of the video):", ""]
+        counts = []
+        for label in buckets:
+            n = next((int(m["by_moment_length"][label].get("num_queries", 0)) for m in results.values()
+                      if label in (m.get("by_moment_length") or {})), 0)
+            counts.append(f"{label} (n={n})")
+        lines.append("| contrastive terms | " + " | ".join(counts) + " |")
+        lines.append("|---|" + "---|" * len(buckets))
+        for variant, m in results.items():
+            per = m.get("by_moment_length") or {}
+            cells = [" / ".join(fmt(per.get(b, {}).get(f"R{k}@{t:g}")) for k in ranks) for b in buckets]
+            lines.append(f"| {VARIANT_LABELS.get(variant, variant)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "ABLATION_VARIANTS",
+    "DEFAULT_BENCHMARK",
+    "format_ablation_tables",
+    "prepare_run",
+    "resolve_config",
+    "resolve_dataset",
+    "run_ablation",
+    "run_training",
+]
