@@ -138,12 +138,18 @@ def cuda_peak_mb() -> Optional[float]:
     return None
 
 
-def run_worker(script: str, args: Sequence[str], timeout: Optional[float] = None) -> Dict[str, Any]:
-    """Run ``python <script> --worker <args>`` in a fresh process; it must print one JSON line last.
+def run_worker(script: str, args: Sequence[str], in_process: Optional[Callable] = None,
+               timeout: Optional[float] = None) -> Dict[str, Any]:
+    """Run one measurement: ``python <script> --worker <args>`` in a fresh process.
 
-    The worker's own peak RSS comes back inside its JSON (see :func:`worker_report`); the parent adds
-    ``RUSAGE_CHILDREN``'s running maximum as a cross-check.
+    The worker prints one JSON line last (see :func:`finish_worker`), which carries its own peak RSS.
+    With ``in_process`` (the script's ``main``), the worker runs inside this process instead: fast
+    (one torch import), used by the smoke tests; its peak RSS is then this process's and is flagged.
     """
+    if in_process is not None:
+        result = in_process(["--worker", *args])
+        result["in_process"] = True
+        return result
     cmd = [sys.executable, script, "--worker", *args]
     env = dict(os.environ)
     env.setdefault("PYTHONHASHSEED", "0")
@@ -154,12 +160,16 @@ def run_worker(script: str, args: Sequence[str], timeout: Optional[float] = None
     if not lines:
         raise RuntimeError(f"worker printed no JSON: {' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     result = json.loads(lines[-1])
-    result["children_max_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    result["in_process"] = False
     return result
 
 
-def worker_report(result: Dict[str, Any], start_rss_mb: Optional[float] = None) -> None:
-    """Print the worker's result as the last JSON line of stdout, with its peak RSS."""
+def finish_worker(result: Dict[str, Any], start_rss_mb: Optional[float] = None) -> Dict[str, Any]:
+    """Add the worker's peak RSS (and CUDA peak) to its result, print it as the last JSON line, return it.
+
+    ``start_rss_mb`` is the RSS after imports and model construction, so the peak can be read as
+    "model + interpreter" plus "activations".
+    """
     result = dict(result)
     result["peak_rss_mb"] = peak_rss_mb()
     if start_rss_mb is not None:
@@ -169,6 +179,7 @@ def worker_report(result: Dict[str, Any], start_rss_mb: Optional[float] = None) 
         result["peak_cuda_mb"] = peak_gpu
     print(json.dumps(result))
     sys.stdout.flush()
+    return result
 
 
 # ----------------------------------------------------------------------------------------------

@@ -41,8 +41,6 @@ import _common as C  # noqa: E402
 
 ANNOTATIONS = os.path.join(os.path.dirname(C.REPO), "shared", "data", "annotations", "tacos", "test.json")
 PATHS = ("package", "bf16", "baseline")
-# SnAG's evaluator pads every TACoS test video to the training length (all are shorter than it)
-TRAINING_LENGTH = 2304
 # the reference's own numbers on this CPU for the same split (reference §10)
 REFERENCE_SECONDS = 384.0
 SEGMENT_TOL, SCORE_TOL = 1e-3, 1e-5
@@ -65,8 +63,8 @@ def split_shapes(path: str, quick: bool):
         tokens = [max(1, len(basic_english_tokenize(s))) for s in entry["sentences"]]
         videos.append((vid, steps, tokens))
     videos.sort(key=lambda v: v[0])
-    if quick:  # the three shortest videos, 6 queries each
-        videos = [(v, s, t[:6]) for v, s, t in sorted(videos, key=lambda v: v[1])[:3]]
+    if quick:  # the three shortest videos, 4 queries each
+        videos = [(v, s, t[:4]) for v, s, t in sorted(videos, key=lambda v: v[1])[:3]]
     return videos
 
 
@@ -97,7 +95,8 @@ def _baseline_video(model, video, text):
 
     cfg = model.config
     t_valid = video.shape[0]
-    unit = TRAINING_LENGTH * cfg.video_input_stride
+    # TACoS: 2304 = max_video_length = min_chunk (reference §5.2)
+    unit = cfg.max_video_length * cfg.video_input_stride
     t_pad = max(unit, -(-t_valid // unit) * unit)
     padded = F.pad(video, (0, 0, 0, t_pad - t_valid))[None]
     vmask = (torch.arange(t_pad, device=video.device) < t_valid)[None]
@@ -118,7 +117,7 @@ def worker(args) -> None:
 
     C.setup_torch(args.threads, args.seed)
     videos = json.loads(open(args.shapes).read())
-    config = MSCLConfig.from_preset("tacos_c3d")
+    config = MSCLConfig.from_preset(args.preset)
     model = MSCLForTemporalGrounding(config).eval().to(args.device)
     start_rss = C.current_rss_mb()
     per_video, predictions = [], []
@@ -146,7 +145,7 @@ def worker(args) -> None:
             predictions.extend(r.tolist() for r in result)
     with open(args.predictions, "w") as fh:
         json.dump(predictions, fh)
-    C.worker_report(
+    return C.finish_worker(
         {
             "path": args.path,
             "total_s": sum(v["median_s"] for v in per_video),
@@ -189,8 +188,12 @@ def main(argv=None) -> None:
     parser.add_argument("--predictions", help=argparse_hidden())
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS))
     parser.add_argument("--annotations", default=ANNOTATIONS, help="TACoS test.json (2D-TAN layout)")
+    parser.add_argument("--preset", default=None, help="model preset (default tacos_c3d; --quick: debug)")
+    parser.add_argument("--in-process", action="store_true", help="run the paths in this process (no fresh-process RSS)")
     args = parser.parse_args(argv)
     device = C.resolve_device(args.device)
+    if args.preset is None:
+        args.preset = "debug" if args.quick else "tacos_c3d"
     if args.worker:
         return worker(args)
     if args.repeats is None:
@@ -203,7 +206,7 @@ def main(argv=None) -> None:
         print(f"note: {args.annotations} not found; using a synthetic stand-in split of the same size")
         videos = synthetic_shapes()
         if args.quick:
-            videos = [(v, s, t[:6]) for v, s, t in videos[:3]]
+            videos = [(v, s, t[:4]) for v, s, t in videos[:3]]
         source = "synthetic stand-in"
     paths = [p for p in args.paths.split(",") if p]
     for p in paths:
@@ -223,12 +226,12 @@ def main(argv=None) -> None:
         for p in paths:
             pred = os.path.join(tmp, f"{p}.json")
             worker_args = ["--path", p, "--shapes", shapes, "--predictions", pred, "--repeats", str(args.repeats),
-                           "--seed", str(args.seed), "--device", device]
+                           "--seed", str(args.seed), "--device", device, "--preset", args.preset]
             if args.threads:
                 worker_args += ["--threads", str(args.threads)]
             print(f"[{p}] running ({len(videos)} videos, {sum(len(t) for _, _, t in videos)} queries, "
                   f"{args.repeats} repeat(s) per video) ...", flush=True)
-            results[p] = C.run_worker(os.path.abspath(__file__), worker_args)
+            results[p] = C.run_worker(os.path.abspath(__file__), worker_args, main if args.in_process else None)
             with open(pred) as fh:
                 predictions[p] = json.load(fh)
             print(f"[{p}] {results[p]['total_s']:.1f} s", flush=True)
@@ -242,21 +245,25 @@ def main(argv=None) -> None:
                        "examples": bad[:5], "segment_tol": SEGMENT_TOL, "score_tol": SCORE_TOL}
     steps = [s for _, s, _ in videos]
     valid_work = sum(s * len(t) for _, s, t in videos)
-    padded_work = sum(max(TRAINING_LENGTH, s) * len(t) for _, s, t in videos)
+    from modeling_mscl import MSCLConfig
+
+    # SnAG's evaluator pads every video to a multiple of the training length (TACoS: 2304)
+    train_len = MSCLConfig.from_preset(args.preset).max_video_length
+    padded_work = sum(-(-s // train_len) * train_len * len(t) for _, s, t in videos)
 
     rows = []
     base = results.get("baseline", {}).get("total_s")
     labels = {"package": "(a) package `model.ground`, fp32", "bf16": "(b) package, bf16 autocast",
-              "baseline": "(c) SnAG-style baseline (1 query/forward, padded to 2304), fp32"}
+              "baseline": "(c) SnAG-style baseline (1 query/forward, padded to the training length), fp32"}
     for p in paths:
         r = results[p]
         speedup = f"{base / r['total_s']:.2f}×" if base else "—"
         rows.append([labels[p], f"{r['total_s']:.1f}", f"{queries / r['total_s']:.1f}",
                      f"{1000 * r['total_s'] / queries:.1f}", speedup, f"{r['peak_rss_mb'] / 1024:.2f}"])
     md = C.markdown_table(["path", "total (s)", "queries/s", "ms/query", "speed-up vs (c)", "peak RSS (GB)"], rows)
-    md += (f"\n\n{len(videos)} videos ({min(steps)}–{max(steps)} steps), {queries} queries, random `tacos_c3d` weights "
+    md += (f"\n\n{len(videos)} videos ({min(steps)}–{max(steps)} steps), {queries} queries, random `{args.preset}` weights "
            f"(seed {args.seed}); per-video median of {args.repeats} run(s), summed. Source of shapes: {source}. "
-           f"Padding to {TRAINING_LENGTH} makes the baseline do {padded_work / valid_work:.2f}× the valid work "
+           f"Padding to {train_len} makes the baseline do {padded_work / valid_work:.2f}× the valid work "
            f"(query-weighted). The reference implementation needed {REFERENCE_SECONDS:.0f} s for this split on its CPU.\n")
     if equivalence is not None:
         md += (f"\nEquivalence (a) vs (c), top-{5} moments of all {queries} queries: max segment diff "
@@ -274,6 +281,7 @@ def main(argv=None) -> None:
         "repeats": args.repeats,
         "seed": args.seed,
         "quick": args.quick,
+        "preset": args.preset,
         "padding_work_ratio": padded_work / valid_work,
         "reference_seconds": REFERENCE_SECONDS,
         "results": results,
@@ -284,6 +292,7 @@ def main(argv=None) -> None:
     if equivalence is not None and equivalence["mismatching_queries"]:
         raise SystemExit(f"FAIL: package and baseline disagree on {equivalence['mismatching_queries']} queries: "
                          f"{equivalence['examples']}")
+    return data
 
 
 def argparse_hidden():

@@ -179,6 +179,8 @@ def test_columns_subset(dataset_dir):
 def test_errors(dataset_dir, tmp_path):
     with pytest.raises(ValueError, match="no parquet shards"):
         load_grounding_dataset(tmp_path, "train")
+    with pytest.raises(ValueError, match="dataset folder not found"):
+        load_grounding_dataset(tmp_path / "missing", "train")
     with pytest.raises(ValueError, match="unknown split 'val'.*test, train"):
         load_grounding_dataset(dataset_dir, "val")
     with pytest.raises(ValueError, match="video feature dim is 6, expected 512"):
@@ -226,3 +228,25 @@ def test_arrays_writable_unless_zero_copy(dataset_dir):
     assert not row["video_features"].flags.writeable
     ds = load_grounding_dataset(dataset_dir, "test", streaming=False, zero_copy=True)
     assert not ds[0]["video_features"].flags.writeable
+
+
+def test_hub_repo_round_trip(fake_hub, dataset_dir):
+    """A dataset folder uploaded as is loads by repo id: streaming, map-style and the pyarrow backend."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo("org/grounding", repo_type="dataset")
+    api.upload_folder(repo_id="org/grounding", folder_path=str(dataset_dir), repo_type="dataset")
+    local = sorted(r["video_id"] for r in load_grounding_dataset(dataset_dir, "train", shuffle_buffer=None))
+    for rank in (0, 1):
+        ds = load_grounding_dataset("org/grounding", "train", seed=2, rank=rank, world_size=2)
+        assert ds.num_rows == 12 and len([r for r in ds]) == 12  # counts from mscl_dataset.json on the Hub
+    assert sorted(r["video_id"] for r in load_grounding_dataset("org/grounding", "train", shuffle_buffer=None)) == local
+    test = load_grounding_dataset("org/grounding", "test", streaming=False)
+    assert len(test) == 3 and test[0]["video_features"].shape[1] == DV
+    pa_stream = load_grounding_dataset("org/grounding", "train", backend="pyarrow", rank=0, world_size=2)
+    assert len([r for r in pa_stream]) == 12
+    with pytest.raises(ValueError, match="video feature dim is 6, expected 7"):
+        load_grounding_dataset("org/grounding", "train", video_dim=7)
+    with pytest.raises(ValueError, match="unknown split 'nope'"):
+        load_grounding_dataset("org/grounding", "nope", streaming=False)

@@ -21,7 +21,7 @@ from modeling_mscl.data.schema import (
     validate_row,
     write_grounding_dataset,
 )
-from modeling_mscl.processing_mscl import TimeMapping, resample_to_fixed_length
+from modeling_mscl.processing_mscl import resample_to_fixed_length
 
 DV, DT = 8, 4
 

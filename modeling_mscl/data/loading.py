@@ -39,11 +39,10 @@ from __future__ import annotations
 import glob
 import itertools
 import logging
-import math
 import os
 import re
 import warnings
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -609,6 +608,8 @@ def load_grounding_dataset(
     local = _is_local(path_or_repo)
     name = f"{path_or_repo}:{split}"
 
+    if not local and (path_or_repo.startswith((".", "/", "~", os.sep)) or path_or_repo.count("/") > 1):
+        raise ValueError(f"dataset folder not found: {path_or_repo} (and it is not a Hub repo id of the form 'org/name')")
     if local:
         path = os.path.abspath(os.path.expanduser(path_or_repo))
         if not os.path.isdir(path):

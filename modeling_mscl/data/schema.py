@@ -35,6 +35,10 @@ stored; :func:`time_mapping_for_row` takes it as an argument. The time mapping o
 ``TimeMapping(fps, clip_size, clip_stride, downsample_rate, input_stride, duration)``
 (:mod:`modeling_mscl.processing_mscl`), followed by ``with_fixed_length`` for fixed-length datasets.
 
+Writing: :class:`GroundingDatasetWriter` / :func:`write_grounding_dataset` (``pyarrow`` directly, no
+dictionary encoding or statistics, uncompressed by default because float features do not compress and
+decoding speed matters). ``rows_to_table`` builds the Arrow table of a list of rows.
+
 On disk
 -------
 ``<out_dir>/data/<split>-<index:05d>-of-<total:05d>.parquet`` (the layout ``push_to_hub`` uses, so
@@ -283,11 +287,16 @@ def _matrix_array(mats: Sequence[np.ndarray], dim: int) -> pa.Array:
 
 def _normalise_row(row: Mapping[str, Any], video_dim: int, text_dim: int) -> Dict[str, Any]:
     feats = np.ascontiguousarray(_to_numpy(row["video_features"]), dtype=np.float32)
+    if feats.ndim != 2 or feats.shape[1] != video_dim:
+        raise ValueError(f"video {row.get('video_id')!r}: video features of shape {feats.shape}, expected (T, {video_dim})")
     queries = []
     for q in row["queries"]:
         tf = _to_numpy(q.get("text_features"))
         if tf is None or tf.size == 0:
             tf = np.zeros((0, text_dim), dtype=np.float32)
+        elif tf.ndim != 2 or tf.shape[1] != text_dim:
+            # Checked even with validate=False: a wrong width would silently corrupt the flat buffer.
+            raise ValueError(f"video {row.get('video_id')!r}, query {q.get('query_id')!r}: text features of shape {tf.shape}, expected (L, {text_dim})")
         queries.append(
             {
                 "query_id": str(q["query_id"]),
@@ -524,6 +533,14 @@ class GroundingDatasetWriter:
         else:
             self.abort()
 
+    def __del__(self):
+        # A writer dropped without close() never published anything: remove its staging folder.
+        try:
+            if not self._closed:
+                self.abort()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
     @property
     def num_rows(self) -> int:
         return sum(s.num_rows for s in self._shards)
@@ -554,8 +571,6 @@ class GroundingDatasetWriter:
         if self.validate:
             validate_row(row, self.video_dim, self.text_dim)
         row = _normalise_row(row, self.video_dim, self.text_dim)
-        if row["video_features"].shape[1] != self.video_dim:
-            raise ValueError(f"video {row['video_id']!r}: video feature dim is {row['video_features'].shape[1]}, expected {self.video_dim}")
         if row["video_id"] in self._ids:
             raise ValueError(f"video {row['video_id']!r}: duplicate video_id in split {self.split!r}")
         for q in row["queries"]:

@@ -50,6 +50,8 @@ import numpy as np
 
 from ..processing_mscl import TimeMapping
 
+# Bump whenever the generated data changes (code or defaults): it names the cache folder, whose
+# fingerprint otherwise only covers the SyntheticBenchmarkConfig fields.
 SYNTHETIC_VERSION = 1
 STATS_FILENAME = "synthetic_stats.json"
 STATS_NAMES = ("activitynet_captions", "charades_sta", "tacos")
@@ -367,8 +369,8 @@ def _make_video(world: _World, spec: SyntheticBenchmarkConfig, stats: Dict[str, 
         frac = float(_inverse_cdf(rng.random(), levels, stats["moment_fraction"]))
         length = min(max(frac * duration, spec.min_moment_seconds), duration)
         start = float(rng.uniform(0.0, duration - length))
-        s, e = round(start, 2), round(min(start + length, duration), 2)
-        return s, max(e, s + 0.01) if e <= s else e
+        # two decimals like real annotations; length >= min_moment_seconds keeps end > start
+        return round(start, 2), round(min(start + length, duration), 2)
 
     def draw_length() -> int:
         n = int(round(float(_inverse_cdf(rng.random(), levels, stats["words_per_query"]))))

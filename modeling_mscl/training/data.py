@@ -281,13 +281,18 @@ class TrainingSampleDataset(IterableDataset):
         while emitted < self.samples_per_epoch:
             rng = np.random.default_rng(stable_seed(self.seed, int(epoch), self.rank, "sample-buffer", pass_index))
             got = 0
-            for row, gi, group in self._shuffled(self._descriptors(epoch), rng):
-                if emitted >= self.samples_per_epoch:
-                    break
-                got += 1
-                if emitted >= skip:
-                    yield prepare_training_sample(row, group, self.config, epoch, self.seed, group_index=gi)
-                emitted += 1
+            items = self._shuffled(self._descriptors(epoch), rng)
+            try:
+                for row, gi, group in items:
+                    if emitted >= self.samples_per_epoch:
+                        break
+                    got += 1
+                    if emitted >= skip:
+                        yield prepare_training_sample(row, group, self.config, epoch, self.seed, group_index=gi)
+                    emitted += 1
+            finally:
+                # close the row stream now (not at garbage collection, possibly during interpreter exit)
+                items.close()
             if got == 0:
                 raise ValueError(f"process {self.rank}: epoch {epoch} has no training samples (empty split or shard)")
             pass_index += 1
