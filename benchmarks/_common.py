@@ -116,7 +116,7 @@ def summarize(times: Sequence[float]) -> Dict[str, Any]:
 
 
 def peak_rss_mb() -> float:
-    """Peak RSS of this process so far, in MB (Linux reports ``ru_maxrss`` in KiB, macOS in bytes)."""
+    """Peak RSS of this process so far, in MiB (Linux reports ``ru_maxrss`` in KiB, macOS in bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024.0 / 1024.0 if sys.platform == "darwin" else peak / 1024.0
 
@@ -125,7 +125,7 @@ def current_rss_mb() -> float:
     try:
         with open("/proc/self/statm") as fh:
             pages = int(fh.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:  # not Linux
         return float("nan")
 

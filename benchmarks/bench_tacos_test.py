@@ -296,9 +296,7 @@ def main(argv=None) -> None:
 
 
 def argparse_hidden():
-    import argparse
-
-    return argparse.SUPPRESS
+    return C.argparse.SUPPRESS
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ Inputs
 ------
 ``pipe(video, queries, **params)`` grounds ``queries`` in one video; ``pipe({"video": ..., "queries": ...,
 "duration": ...})`` does the same from a dict (per-video time fields in the dict win over call params);
-``pipe([dict, dict, ...])`` grounds several videos and returns one result per video.
+``pipe([dict, dict, ...])`` grounds several videos and returns one result per video (a generator of dicts gives
+a lazy iterator of results).
 
 * ``video``: ``(T, video_input_dim)`` features (NumPy array or torch tensor, time-major) or a path to a
   ``.npy`` / ``.pt`` file holding that array (``.pt`` is read with ``torch.load(weights_only=True)``).
@@ -60,7 +61,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+import types
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 import torch
@@ -77,6 +79,12 @@ _VIDEO_KEYS = ("video", "video_features")
 _PREPROCESS_PARAMS = ("fps", "clip_size", "clip_stride", "downsample_rate", "duration", "time_mapping")
 _FORWARD_PARAMS = ("top_k", "query_chunk_size")
 _POSTPROCESS_PARAMS = ("threshold",)
+
+
+def _as_video_dict(item) -> Dict[str, Any]:
+    if not isinstance(item, Mapping):
+        raise ValueError(f"a generator input must yield one dict per video, got {type(item).__name__}")
+    return dict(item)
 
 
 class MSCLGroundingPipeline(Pipeline):
@@ -157,6 +165,11 @@ class MSCLGroundingPipeline(Pipeline):
                 raise ValueError("with a list of video dicts, put each video's queries in its dict ('queries')")
             # the base class runs a list item by item (batch_size 1: each video is already a batch of queries)
             return super().__call__([dict(v) for v in video], **kwargs)
+        if isinstance(video, types.GeneratorType):
+            if queries is not None:
+                raise ValueError("with a generator of video dicts, put each video's queries in its dict ('queries')")
+            # streamed lazily by the base class: returns an iterator of per-video results
+            return super().__call__((_as_video_dict(v) for v in video), **kwargs)
         return super().__call__({"video": video, "queries": queries}, **kwargs)
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):

@@ -134,6 +134,20 @@ def test_greedy_groups_fit_the_worst_case_window(kind):
                 assert max(ends) - min(starts) <= window + 1e-9
 
 
+def test_moment_longer_than_the_window_is_its_own_group_and_keeps_over_half():
+    config = config_for("debug")
+    rng = np.random.default_rng(4)
+    row = make_row(rng, "long", "debug", raw_len=400, num_queries=6, max_len_frac=0.05)
+    row["queries"][2].update(start=50.0, end=350.0)  # 300 s > 256-step window
+    for epoch in range(5):
+        samples = list(TrainingSampleStream([row], config, epoch))
+        (alone,) = [s for s in samples if 2 in s["query_indices"]]
+        assert alone["query_indices"] == [2]
+        assert alone["video_features"].shape[0] == 256
+        frac = kept_fraction(alone, row, config)
+        assert 0.5 < frac[0] <= 257 / 300 + 1e-6  # at most the widened window (256 + 2 * 0.5 steps)
+
+
 def test_worst_case_window_formula():
     config = config_for("tacos_c3d")
     mapping = TimeMapping(29.4, 16, 4, 4, 1, 1000.0)

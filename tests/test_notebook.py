@@ -1,7 +1,6 @@
 # Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
 """notebooks/quickstart.ipynb runs headless from top to bottom without an error."""
 
-import os
 import subprocess
 import sys
 import time

@@ -346,3 +346,43 @@ def test_bad_inputs_raise_value_errors(pipe, data, tmp_path):
     (tmp_path / "v.txt").write_text("1 2 3")
     with pytest.raises(ValueError, match=".npy or .pt"):
         pipe(str(tmp_path / "v.txt"), q)
+
+
+def test_clip_text_tokens_layout_projects_every_token(tmp_path, data):
+    """The CLIP layout (MAD): per-token final hidden states times the text projection (tiny random CLIP)."""
+    import shutil
+
+    from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModelWithProjection
+
+    minilm = _minilm_dir()
+    folder = tmp_path / "tiny-clip"
+    torch.manual_seed(0)
+    clip = CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=30522, hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=77, projection_dim=24, bos_token_id=101, eos_token_id=102, pad_token_id=0,
+    )).eval()
+    clip.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copy(os.path.join(minilm, name), folder / name)  # any tokenizer works for a random model
+
+    source = {"type": "hf", "name_or_path": str(folder), "layout": "clip_text_tokens", "max_tokens": 6}
+    pipe = pipeline(TASK, model=_model(seed=11, text_input_dim=24, text_feature_source=source))
+    sentence = "a man walks into the kitchen and opens the fridge"
+    feats = pipe.embed_sentence(sentence)
+    ids = AutoTokenizer.from_pretrained(folder)(sentence, truncation=True, max_length=6, return_tensors="pt")
+    with torch.no_grad():
+        expected = clip.text_projection(clip(**ids).last_hidden_state[0])
+    assert feats.shape == (6, 24)
+    torch.testing.assert_close(feats, expected, atol=1e-5, rtol=1e-5)
+    _assert_same(pipe(data[0], sentence), pipe(data[0], feats.numpy()), atol=1e-5)
+
+
+def test_generator_of_videos_streams_results(pipe, data):
+    video, queries = data
+    stream = pipe({"video": video[: 60 + 20 * i], "queries": queries[:2]} for i in range(3))
+    assert not isinstance(stream, list)
+    results = list(stream)
+    assert len(results) == 3
+    for i, result in enumerate(results):
+        for a, b in zip(result, pipe(video[: 60 + 20 * i], queries[:2])):
+            _assert_same(a, b, atol=1e-6)

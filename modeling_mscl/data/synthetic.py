@@ -52,7 +52,7 @@ from ..processing_mscl import TimeMapping
 
 # Bump whenever the generated data changes (code or defaults): it names the cache folder, whose
 # fingerprint otherwise only covers the SyntheticBenchmarkConfig fields.
-SYNTHETIC_VERSION = 1
+SYNTHETIC_VERSION = 2
 STATS_FILENAME = "synthetic_stats.json"
 STATS_NAMES = ("activitynet_captions", "charades_sta", "tacos")
 DEFAULT_STATS = "activitynet_captions"
@@ -202,7 +202,8 @@ class SyntheticBenchmarkConfig:
         min_words / max_words: sentence length range (``max_words`` ≤ the model's ``max_text_length``
             keeps every content word inside training truncation).
         num_verbs / num_objects / num_modifiers: content vocabulary (function words are fixed).
-        mixing_hidden / mixing_gain: hidden width and ``tanh`` input gain of the hidden latent→video MLP.
+        mixing_hidden / mixing_gain: hidden width and pre-activation std of the hidden latent→video MLP
+            (two random partial isometries around a ``tanh``).
         signal_amplitude: norm of a moment's signal (per-event jitter ×U(0.8, 1.2)).
         scene_std / drift_std / drift_rho / noise_std: per-dimension std of the per-video scene vector,
             of the AR(1) drift (stationary std, correlation ``drift_rho`` per step) and of white noise.
@@ -226,16 +227,16 @@ class SyntheticBenchmarkConfig:
     num_verbs: int = 40
     num_objects: int = 80
     num_modifiers: int = 40
-    mixing_hidden: int = 64
+    mixing_hidden: int = 32
     mixing_gain: float = 1.0
-    signal_amplitude: float = 1.5
-    scene_std: float = 0.25
-    drift_std: float = 0.15
+    signal_amplitude: float = 2.5
+    scene_std: float = 0.1
+    drift_std: float = 0.1
     drift_rho: float = 0.9
     noise_std: float = 0.15
     token_noise: float = 0.05
     near_duplicate_prob: float = 0.5
-    extra_events_mean: float = 1.0
+    extra_events_mean: float = 0.5
 
     def __post_init__(self):
         if self.stats not in STATS_NAMES:
@@ -279,6 +280,13 @@ def _rng(*parts: Any) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest, "little"))
 
 
+def _partial_isometry(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """A random ``(rows, cols)`` matrix with orthonormal columns (rows >= cols) or rows (rows < cols)."""
+    q, r = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
+    q = q * np.sign(np.diag(r))[None, :]  # unique QR (Haar-distributed q)
+    return q if rows >= cols else q.T
+
+
 class _World:
     """Vocabulary, word vectors and the hidden mixing MLP shared by all splits of one seed."""
 
@@ -297,10 +305,14 @@ class _World:
         self.role_ranges = [(int(offsets[i]), int(offsets[i + 1])) for i in range(3)]
         d = spec.text_dim
         self.word_vectors = (rng.standard_normal((len(self.words), d)) / math.sqrt(d)).astype(np.float64)
-        # Hidden mixing: latent (text_dim) -> tanh hidden -> video_dim, unit-normalised per latent.
-        self.w1 = rng.standard_normal((spec.mixing_hidden, d)) * spec.mixing_gain  # z is unit-norm: pre-activations ~ N(0, gain^2)
-        self.b1 = rng.standard_normal(spec.mixing_hidden) * 0.1
-        self.w2 = rng.standard_normal((spec.video_dim, spec.mixing_hidden)) / math.sqrt(spec.mixing_hidden)
+        # Hidden mixing: latent (text_dim) -> tanh(hidden) -> video_dim. Both layers are random
+        # partial isometries (orthonormal columns/rows), so different sentences get signatures about as
+        # decorrelated as their latents (a product of Gaussian matrices is ill-conditioned and would make
+        # all signatures share a few dominant directions); no bias, so tanh keeps them zero-mean.
+        # Pre-activations have std ``mixing_gain``: the map is clearly nonlinear but smooth.
+        h = spec.mixing_hidden
+        self.w1 = _partial_isometry(rng, h, d) * (spec.mixing_gain * math.sqrt(h))
+        self.w2 = _partial_isometry(rng, spec.video_dim, h)
 
     @staticmethod
     def _pseudo_words(rng: np.random.Generator, n: int) -> List[str]:
@@ -320,8 +332,7 @@ class _World:
     def signal(self, content: Sequence[int]) -> np.ndarray:
         """Unit-norm video-space signature of a sentence (through the hidden MLP)."""
         z = self.latent(content)
-        h = np.tanh(self.w1 @ z + self.b1)
-        v = self.w2 @ h
+        v = self.w2 @ np.tanh(self.w1 @ z)
         return v / max(np.linalg.norm(v), 1e-12)
 
     def random_content(self, rng: np.random.Generator) -> Tuple[int, int, int]:

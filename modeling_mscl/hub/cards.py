@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..configuration_mscl import PRESET_NAMES, MSCLConfig
+from ..configuration_mscl import MSCLConfig
 
 __all__ = [
     "BASE_TEMPLATE_NAME",
@@ -466,8 +466,12 @@ def render_model_card(
     Raises:
         ValueError: no card for the preset, a configuration of another preset, unreadable metrics.
     """
-    import jinja2
-    import jinja2.meta
+    try:
+        import jinja2
+        import jinja2.meta
+        import yaml  # noqa: F401 - the card data files
+    except ImportError as exc:
+        raise ImportError(f"rendering model cards needs Jinja2 and PyYAML: pip install 'mscl[hub]' ({exc})") from None
     from huggingface_hub import ModelCard, ModelCardData
 
     spec = load_card_spec(preset, template_dir)

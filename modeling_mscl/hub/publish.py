@@ -395,7 +395,9 @@ def export_model(
         repo_id: the repo the card is written for (code examples, model name); validated when given.
         weights: ``"ema"`` (default) or ``"model"``; see :func:`load_weights`.
         preset: the preset, when ``config.json`` does not record it (must agree when it does).
-        metrics: a metrics JSON to use instead of the folder's ``metrics.json``.
+        metrics: a metrics JSON to use instead of the folder's ``metrics.json``. The folder's own file
+            is not used with ``weights="model"`` on a final folder (it measured the EMA weights): that card
+            then says "not evaluated".
         include_predictions: also copy ``predictions.jsonl``.
         overwrite: replace an existing ``output_dir``.
         verify: load the written folder in a fresh process without the package (:func:`verify_export`).
@@ -416,12 +418,20 @@ def export_model(
         raise ValueError(f"the export folder {out} must differ from the trained folder")
     if out.exists() and not overwrite:
         raise ValueError(f"export folder {out} already exists; pass overwrite=True (--overwrite) to replace it")
-    metrics_path = Path(os.fspath(metrics)) if metrics is not None else source.metrics_path
+    if metrics is not None:
+        metrics_path: Optional[Path] = Path(os.fspath(metrics))
+    elif weights == "model" and not source.is_checkpoint:
+        # the folder's metrics.json measured its EMA weights, not the raw weights exported here
+        metrics_path = None
+    else:
+        metrics_path = source.metrics_path
     metrics_obj = read_metrics(metrics_path) if metrics_path is not None else None
     training_config = _read_training_config(source.training_config_path)
-    final_step = None
-    if metrics_obj is not None and isinstance(metrics_obj.raw.get("global_step"), int):
-        final_step = metrics_obj.raw["global_step"]
+    final_step = None  # the run's last step, which the trainer records in its metrics.json
+    if source.metrics_path is not None:
+        run_metrics = metrics_obj.raw if metrics_path == source.metrics_path and metrics_obj is not None else read_metrics(source.metrics_path).raw
+        if isinstance(run_metrics.get("global_step"), int):
+            final_step = run_metrics["global_step"]
 
     model, weights_source = load_weights(source, weights, final_step=final_step)
     model.config.preset = source.preset
@@ -634,15 +644,18 @@ def push_folder(
     if not files:
         raise ValueError(f"{folder} has no file to push")
 
-    import httpx
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.errors import HfHubHTTPError
+
+    # HfHubHTTPError derives from the HTTP client's HTTPError (httpx / httpx2, depending on the version),
+    # which also covers connection failures; catch that base without importing the client by name
+    http_errors = tuple(c for c in HfHubHTTPError.__mro__ if c.__name__ == "HTTPError") + (HfHubHTTPError, OSError)
 
     api = HfApi(token=token)
     previous = None
     stage = "creating the repo"
     try:
-        url = str(api.create_repo(repo_id, repo_type=repo_type, private=bool(private), exist_ok=True))
+        url = str(api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))
         if revision != "main":
             stage = f"creating branch {revision!r}"
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
@@ -664,7 +677,7 @@ def push_folder(
             revision=revision,
             parent_commit=previous,
         )
-    except (HfHubHTTPError, httpx.HTTPError, OSError) as err:
+    except http_errors as err:
         now = None
         if previous is not None:
             try:

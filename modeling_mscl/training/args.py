@@ -53,6 +53,8 @@ class TrainingOptions:
         max_eval_videos: evaluate only the first N videos of the evaluation split.
         shuffle_buffer: rows in the streaming shuffle buffer; sample_shuffle_buffer: samples mixed before batching.
         backend: ``"datasets"`` or ``"pyarrow"`` streaming reader.
+        num_threads: torch intra-op threads per process (default: 1 for small models on CPU, else the cores
+            divided among the local processes; ``OMP_NUM_THREADS`` is respected).
         progress: tqdm bars for training and evaluation.
         benchmark: generator options of the synthetic benchmark (when ``dataset`` is ``None``).
     """
@@ -75,6 +77,7 @@ class TrainingOptions:
     shuffle_buffer: int = 64
     sample_shuffle_buffer: int = 16
     backend: str = "datasets"
+    num_threads: Optional[int] = None
     progress: bool = True
     benchmark: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -162,6 +165,7 @@ def build_parser(prog: Optional[str] = None, ablation: bool = False) -> argparse
     parser.add_argument("--eval-steps", type=int, default=None, help="also evaluate every N steps while training")
     parser.add_argument("--max-eval-videos", type=int, default=None, help="evaluate the first N videos only")
     parser.add_argument("--backend", choices=("datasets", "pyarrow"), default="datasets", help="streaming reader")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: automatic)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     if ablation:
         parser.add_argument("--variants", default="off,on,within,cross",
@@ -193,6 +197,7 @@ def options_from_args(args: argparse.Namespace) -> Tuple[TrainingOptions, Dict[s
         eval_steps=args.eval_steps,
         max_eval_videos=args.max_eval_videos,
         backend=args.backend,
+        num_threads=args.threads,
         progress=not args.no_progress,
     )
     for key, value in option_overrides.items():

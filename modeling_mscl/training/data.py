@@ -56,7 +56,11 @@ class TrainingCollator:
         batch = self._collate(samples)
         if not self.keep_meta:
             batch.pop("meta", None)
-        return batch
+        # Per-query tensors first: accelerate's batch dispatcher (the default for iterable datasets) infers
+        # the batch size from the first tensor and slices every tensor to it. With the N >= B query tensors
+        # first, that slice is a no-op; with video_features first it would cut the queries to B.
+        first = ("text_features", "text_mask", "query_video_index", "labels")
+        return {**{k: batch[k] for k in first if k in batch}, **{k: v for k, v in batch.items() if k not in first}}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -44,13 +44,23 @@ def _process_state():
     return PartialState()
 
 
-def _limit_threads(state) -> None:
-    """Several CPU processes on one machine: split the cores instead of oversubscribing them."""
+def _set_threads(state, options: TrainingOptions, model=None) -> int:
+    """Intra-op threads of this process (CPU runs).
+
+    ``options.num_threads`` when given (or ``OMP_NUM_THREADS`` when set). Otherwise, on a CPU: one thread for
+    small models (< 5 M parameters, e.g. ``debug``) — their tensors are too small for intra-op parallelism
+    to pay, and spinning OpenMP threads slow a shared machine down several-fold — else the cores divided
+    among the local processes.
+    """
     import torch
 
-    if state.num_processes > 1 and "OMP_NUM_THREADS" not in os.environ and state.device.type == "cpu":
+    if options.num_threads:
+        torch.set_num_threads(int(options.num_threads))
+    elif "OMP_NUM_THREADS" not in os.environ and state.device.type == "cpu":
         local = int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))
+        small = model is not None and sum(p.numel() for p in model.parameters()) < 5_000_000
+        torch.set_num_threads(1 if small else max(1, (os.cpu_count() or 1) // max(1, local)))
+    return torch.get_num_threads()
 
 
 def resolve_config(options: TrainingOptions, overrides: Dict[str, Any]):
@@ -150,7 +160,6 @@ def run_training(options: TrainingOptions, overrides: Optional[Dict[str, Any]] =
     overrides = dict(overrides or {})
     t0 = time.time()
     state, config, dataset, eval_split, train_rows, eval_rows, schedule = prepare_run(options, overrides)
-    _limit_threads(state)
     output_dir = options.resolved_output_dir()
     eval_total = _split_num_videos(dataset, eval_split)
 
@@ -162,6 +171,7 @@ def run_training(options: TrainingOptions, overrides: Optional[Dict[str, Any]] =
             options = _with(options, init_from=source)
             config = resolve_config(options, overrides)
         model = _build_model(options, config)
+        _set_threads(state, options, model)
         _print(state, f"evaluating {source} on {dataset}:{eval_split}")
         metrics = evaluate_grounding(
             model, eval_rows, config, progress=options.progress,
@@ -173,6 +183,7 @@ def run_training(options: TrainingOptions, overrides: Optional[Dict[str, Any]] =
         return metrics
 
     model = _build_model(options, config)
+    threads = _set_threads(state, options, model)
     dataset_train = TrainingSampleDataset(
         train_rows, config, samples_per_epoch=schedule.samples_per_epoch_per_process,
         num_epochs=schedule.data_epochs, rank=state.process_index, world_size=state.num_processes,
@@ -189,7 +200,7 @@ def run_training(options: TrainingOptions, overrides: Optional[Dict[str, Any]] =
         f"{options.train_split} — {schedule.num_videos} videos, {schedule.num_samples} samples/epoch, "
         f"{schedule.steps_per_epoch} steps/epoch x {schedule.num_epochs} epochs ({schedule.warmup_epochs} warmup) "
         f"= {schedule.max_steps} steps, {state.num_processes} process(es) x {schedule.per_device_batch_size} videos"
-        f" x {schedule.gradient_accumulation_steps} accumulation"
+        f" x {schedule.gradient_accumulation_steps} accumulation, {threads} thread(s) per process"
     ))
     if state.is_main_process:
         os.makedirs(output_dir, exist_ok=True)

@@ -1,0 +1,82 @@
+# Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
+"""How inference time and memory grow with video length: T, 2T, 4T, 8T input clips at a fixed Q.
+
+Each length runs in a fresh process (``model.ground`` end to end, random weights). Reported: median
+wall time, peak RSS, and the peak RSS above the process's RSS after building the model ("working
+memory"), plus the 8T/T ratios. Linear-time/linear-memory inference gives ratios ≈ 8 (target ≤ 9).
+
+Full run (``mad_clip``, T = 4,096 input clips, Q = 4; ≈ 5 min on a 2-core CPU)::
+
+    python benchmarks/bench_scaling.py
+
+Other settings: ``--preset tacos_c3d --base-length 2304 --queries 16``. Smoke run: ``--quick``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+import bench_long_videos as LV  # noqa: E402  (same worker: one video, Q queries, model.ground)
+
+
+def main(argv=None):
+    parser = C.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--preset", default=None, help="model preset (default mad_clip; --quick: debug)")
+    parser.add_argument("--base-length", type=int, default=None, help="T, in input clips (default 4096)")
+    parser.add_argument("--factors", default="1,2,4,8", help="multiples of T to run")
+    parser.add_argument("--queries", type=int, default=4, help="queries per video (fixed)")
+    parser.add_argument("--bf16", action="store_true", help="run under bf16 autocast")
+    parser.add_argument("--in-process", action="store_true", help="run the measurements in this process")
+    args = parser.parse_args(argv)
+    device = C.resolve_device(args.device)
+    preset = args.preset or ("debug" if args.quick else "mad_clip")
+    base = args.base_length or (128 if args.quick else 4096)
+    factors = [int(x) for x in args.factors.split(",")]
+    repeats = args.repeats or (1 if args.quick else 3)
+
+    C.setup_torch(args.threads, args.seed)
+    info = C.machine_info(device)
+    load_before = C.load_average()
+    results = []
+    for f in factors:
+        wargs = ["--length", str(base * f), "--num-queries", str(args.queries), "--repeats", str(repeats),
+                 "--seed", str(args.seed), "--device", device, "--preset", preset] + (["--bf16"] if args.bf16 else [])
+        if args.threads:
+            wargs += ["--threads", str(args.threads)]
+        print(f"[{f}T = {base * f} clips] ...", flush=True)
+        # the worker of bench_long_videos measures exactly this (fresh process, model.ground)
+        r = C.run_worker(os.path.abspath(LV.__file__), wargs, LV.main if args.in_process else None)
+        r["factor"] = f
+        r["working_mb"] = r["peak_rss_mb"] - r.get("start_rss_mb", 0.0)
+        print(f"[{f}T] {r['median_s']:.2f} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+        results.append(r)
+    load_after = C.load_average()
+
+    first = results[0]
+    rows = []
+    for r in results:
+        rows.append([f"{r['factor']}T", r["length"], f"{r['median_s']:.2f}", f"{r['median_s'] / first['median_s']:.2f}",
+                     f"{r['peak_rss_mb']:.0f}", f"{r['peak_rss_mb'] / first['peak_rss_mb']:.2f}",
+                     f"{r['working_mb']:.0f}", f"{r['working_mb'] / max(first['working_mb'], 1.0):.2f}"])
+    md = C.markdown_table(["length", "input clips", "time (s)", "time ratio", "peak RSS (MB)", "RSS ratio",
+                           "working memory (MB)", "working-memory ratio"], rows)
+    last = results[-1]
+    ratios = {"time": last["median_s"] / first["median_s"], "peak_rss": last["peak_rss_mb"] / first["peak_rss_mb"],
+              "working_memory": last["working_mb"] / max(first["working_mb"], 1.0)}
+    md += (f"\n\n`{preset}`, Q = {args.queries}, random weights, `model.ground` end to end{', bf16 autocast' if args.bf16 else ''}; "
+           f"median of {repeats} run(s), each length in a fresh process. Working memory = peak RSS − RSS after building "
+           f"the model. {factors[-1]}T/T: time {ratios['time']:.2f}, peak RSS {ratios['peak_rss']:.2f}, working memory "
+           f"{ratios['working_memory']:.2f} (target ≤ 9 for time and memory). `ground` fuses the queries in chunks whose "
+           "size shrinks with the length (a fixed activation budget), so working memory grows at most linearly.\n")
+    data = {"benchmark": "scaling", "machine": info, "load_before": load_before, "load_after": load_after,
+            "load_note": C.load_note(load_before, load_after), "preset": preset, "base_length": base,
+            "queries": args.queries, "repeats": repeats, "quick": args.quick, "ratios": ratios, "results": results}
+    C.write_results("scaling_quick" if args.quick else "scaling", data, md, args.out, not args.no_write)
+    return data
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+# Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
+"""Smoke tests of the benchmark scripts (``benchmarks/``): each ``--quick`` mode runs on tiny sizes.
+
+Most run in this process (``--in-process``: one torch import for the whole file); one test goes through
+the fresh-subprocess path that the real measurements use. The numbers are meaningless; the tests only
+keep the scripts from rotting (arguments, worker protocol, result files, the package-vs-baseline check).
+"""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def bench():
+    import torch
+
+    threads = torch.get_num_threads()  # the scripts' --threads changes the process-wide setting
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield lambda name: importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
+        torch.set_num_threads(threads)
+
+
+def _files(out, name):
+    assert (out / f"{name}.json").is_file() and (out / f"{name}.md").is_file()
+    data = json.loads((out / f"{name}.json").read_text())
+    assert data["machine"]["torch"] and "load_note" in data
+    return data
+
+
+def test_tacos_test_quick_package_matches_baseline(bench, tmp_path):
+    data = bench("bench_tacos_test").main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])
+    saved = _files(tmp_path, "tacos_test_quick")
+    assert saved["equivalence"]["mismatching_queries"] == 0
+    assert set(data["results"]) == {"package", "bf16", "baseline"}
+    assert data["queries"] == sum(v["queries"] for v in data["results"]["package"]["per_video"])
+
+
+def test_long_videos_quick(bench, tmp_path):
+    data = bench("bench_long_videos").main(["--quick", "--in-process", "--threads", "1", "--lengths", "200",
+                                            "--queries", "1,2", "--out", str(tmp_path)])
+    _files(tmp_path, "long_videos_quick")
+    assert [r["queries"] for r in data["results"]] == [1, 2]
+    assert {"video encoding", "fusion + heads", "decode + Soft-NMS"} <= set(data["results"][0]["phases_s"])
+
+
+def test_scaling_quick(bench, tmp_path):
+    data = bench("bench_scaling").main(["--quick", "--in-process", "--threads", "1", "--factors", "1,2",
+                                       "--queries", "2", "--out", str(tmp_path)])
+    _files(tmp_path, "scaling_quick")
+    assert [r["length"] for r in data["results"]] == [128, 256]
+    assert data["ratios"]["time"] > 0
+
+
+def test_training_step_quick(bench, tmp_path):
+    data = bench("bench_training_step").main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])
+    _files(tmp_path, "training_step_quick")
+    for r in data["results"].values():
+        assert r["median_s"] > 0 and all(v == v for v in r["losses"].values())  # finite
+    assert data["results"]["without contrastive"]["losses"]["loss_within"] == 0.0
+
+
+def test_bf16_accuracy_quick(bench, tmp_path):
+    data = bench("bench_bf16_accuracy").main(["--quick", "--threads", "1", "--max-videos", "3", "--out", str(tmp_path)])
+    _files(tmp_path, "bf16_accuracy_quick")
+    assert data["queries"] > 0 and set(data["delta_points"]) >= {"R1@0.5", "R5@0.5"}
+
+
+def test_fresh_process_worker(tmp_path):
+    """The real measurements run each configuration in a fresh process that reports its own peak RSS."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    script = str(BENCH / "bench_long_videos.py")
+    out = subprocess.run([sys.executable, script, "--quick", "--threads", "1", "--lengths", "100", "--queries", "1",
+                          "--repeats", "1", "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads((tmp_path / "long_videos_quick.json").read_text())
+    result = data["results"][0]
+    assert result["in_process"] is False and result["peak_rss_mb"] >= result["start_rss_mb"] > 0
+
+
+@pytest.mark.parametrize(
+    "name", ["bench_tacos_test", "bench_long_videos", "bench_scaling", "bench_training_step", "bench_bf16_accuracy"]
+)
+def test_cuda_without_gpu_skips_cleanly(bench, name, tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_info:
+        bench(name).main(["--device", "cuda", "--quick", "--out", str(tmp_path / "cuda")])
+    assert exit_info.value.code == 0
+    assert "SKIP" in capsys.readouterr().out
+    assert not (tmp_path / "cuda").exists()
