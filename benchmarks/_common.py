@@ -214,8 +214,32 @@ def load_average() -> Optional[List[float]]:
         return None
 
 
-def machine_info(device: str = "cpu") -> Dict[str, Any]:
-    """CPU model, cores, hardware bf16 support, torch build, threads and the current load average."""
+def gemm_gflops(rows: int = 4608, inner: int = 256, cols: int = 1024, repeats: int = 10) -> Dict[str, float]:
+    """Sustained fp32 (and bf16) GEMM throughput of this machine at a fusion-FFN-like shape, GFLOP/s.
+
+    A yardstick for the model timings: fusion + heads are GEMM-bound, so time × this rate ≈ FLOPs.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(rows, inner).to(dtype)
+        w = torch.randn(cols, inner).to(dtype)
+        for _ in range(3):
+            F.linear(a, w)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            F.linear(a, w)
+            times.append(time.perf_counter() - t0)
+        out[f"gemm_gflops_{name}"] = round(2.0 * rows * inner * cols / statistics.median(times) / 1e9, 1)
+    return out
+
+
+def machine_info(device: str = "cpu", calibrate: bool = True) -> Dict[str, Any]:
+    """CPU model, cores, hardware bf16 support, torch build, threads, the current load average and
+    (``calibrate``) the sustained GEMM rate."""
     import torch
 
     flags = set(_cpu_flags())
@@ -240,6 +264,8 @@ def machine_info(device: str = "cpu") -> Dict[str, Any]:
         info["mkldnn_bf16_supported"] = None
     if device == "cuda" and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    elif calibrate:
+        info.update(gemm_gflops())
     return info
 
 
@@ -277,7 +303,8 @@ def write_results(name: str, data: Dict[str, Any], markdown: str, out_dir: str =
     info = data.get("machine", {})
     header += (
         f"Machine: {info.get('cpu_model', '?')}, {info.get('logical_cpus', '?')} logical CPUs, torch {info.get('torch', '?')}, "
-        f"{info.get('torch_threads', '?')} threads, AVX-512 BF16: {info.get('avx512_bf16', '?')}, AMX: {info.get('amx_bf16', '?')}. "
+        f"{info.get('torch_threads', '?')} threads, AVX-512 BF16: {info.get('avx512_bf16', '?')}, AMX: {info.get('amx_bf16', '?')}, "
+        f"sustained GEMM fp32/bf16: {info.get('gemm_gflops_fp32', '?')}/{info.get('gemm_gflops_bf16', '?')} GFLOP/s. "
         f"Load: {data.get('load_note', '?')}.\n\n"
     )
     text = header + markdown.rstrip() + "\n"

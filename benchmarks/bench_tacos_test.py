@@ -110,6 +110,29 @@ def _baseline_video(model, video, text):
     return out
 
 
+def _baseline_flops(model, config, videos, args):
+    """FLOPs (matmul/conv/attention, as counted by torch's FlopCounterMode) of the baseline's work units:
+    one video encoding at the padded length and one query's text encoding + fusion + heads."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    t_pad = config.max_video_length * config.video_input_stride
+    video, text = _inputs(0, videos[0][1], videos[0][2][:1], args.seed, config)
+    video = torch.nn.functional.pad(video, (0, 0, 0, t_pad - video.shape[0]))[None].to(args.device)
+    vmask = (torch.arange(t_pad) < videos[0][1])[None].to(args.device)
+    q = text[0][None].to(args.device)
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            _, _, levels, level_masks = model.encode_video(video, vmask)
+        per_video = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            enc, enc_mask = model.encode_text(q, torch.ones(q.shape[:2], dtype=torch.bool, device=q.device))
+            model.fuse_and_predict(levels, level_masks, enc, enc_mask, torch.zeros(1, dtype=torch.long, device=q.device))
+        per_query = counter.get_total_flops()
+    total = sum(-(-s // t_pad) * per_video for _, s, _ in videos) + per_query * sum(len(t) for _, _, t in videos)
+    return {"per_video_encoding": per_video, "per_query": per_query, "total": total}
+
+
 def worker(args) -> None:
     import torch
 
@@ -145,8 +168,10 @@ def worker(args) -> None:
             predictions.extend(r.tolist() for r in result)
     with open(args.predictions, "w") as fh:
         json.dump(predictions, fh)
+    flops = _baseline_flops(model, config, videos, args) if args.path == "baseline" else None
     return C.finish_worker(
         {
+            "flops": flops,
             "path": args.path,
             "total_s": sum(v["median_s"] for v in per_video),
             "queries": sum(v["queries"] for v in per_video),
@@ -265,6 +290,14 @@ def main(argv=None) -> None:
            f"(seed {args.seed}); per-video median of {args.repeats} run(s), summed. Source of shapes: {source}. "
            f"Padding to {train_len} makes the baseline do {padded_work / valid_work:.2f}× the valid work "
            f"(query-weighted). The reference implementation needed {REFERENCE_SECONDS:.0f} s for this split on its CPU.\n")
+    flops = results.get("baseline", {}).get("flops")
+    if flops:
+        rate = flops["total"] / results["baseline"]["total_s"] / 1e9
+        md += (f"\nThe baseline's work: {flops['per_query'] / 1e9:.1f} GFLOP per query (fusion + heads at "
+               f"{train_len} steps) and {flops['per_video_encoding'] / 1e9:.1f} GFLOP per video encoding, "
+               f"{flops['total'] / 1e12:.1f} TFLOP in all, run at {rate:.0f} GFLOP/s (this machine's sustained "
+               f"fp32 GEMM rate: {info.get('gemm_gflops_fp32', '?')} GFLOP/s). The reference's {REFERENCE_SECONDS:.0f} s "
+               f"would need {flops['total'] / REFERENCE_SECONDS / 1e9:.0f} GFLOP/s.\n")
     if equivalence is not None:
         md += (f"\nEquivalence (a) vs (c), top-{5} moments of all {queries} queries: max segment diff "
                f"{equivalence['max_segment_diff']:.2e} grid units (tol {SEGMENT_TOL}), max score diff "

@@ -46,10 +46,7 @@ import torch
 
 from ..processing_mscl import TimeMapping, resample_to_fixed_length
 
-try:  # the row schema's mapping helper (written by the schema module); fall back to the same formula
-    from .schema import time_mapping_for_row as _schema_time_mapping_for_row
-except Exception:  # pragma: no cover - only while schema.py is missing
-    _schema_time_mapping_for_row = None
+from .schema import time_mapping_for_row
 
 # SnAG keeps at most this many random starts before giving up; kept for documentation and errors.
 SNAG_MAX_CROP_TRIES = 5000
@@ -116,7 +113,7 @@ def _as_numpy_2d(x: Any, what: str) -> np.ndarray:
     return arr
 
 
-def mapping_for_row(row: Mapping[str, Any], config, num_features: Optional[int] = None) -> TimeMapping:
+def mapping_for_row(row: Mapping[str, Any], config) -> TimeMapping:
     """The row's :class:`TimeMapping` with the model's input stride, *before* any fixed-length resample.
 
     Row fields (``fps``, ``clip_size``, ``clip_stride``, ``downsample_rate``, ``duration``) win over the
@@ -131,13 +128,7 @@ def mapping_for_row(row: Mapping[str, Any], config, num_features: Optional[int] 
     }
     if full["duration"] is None:
         raise ValueError(f"video {row.get('video_id')!r}: row has no duration")
-    if _schema_time_mapping_for_row is not None:
-        return _schema_time_mapping_for_row(full, input_stride=config.video_input_stride)
-    return TimeMapping(
-        fps=float(full["fps"]), clip_size=float(full["clip_size"]), clip_stride=float(full["clip_stride"]),
-        downsample_rate=int(full["downsample_rate"] or 1), input_stride=int(config.video_input_stride),
-        duration=float(full["duration"]),
-    )
+    return time_mapping_for_row(full, input_stride=int(config.video_input_stride))
 
 
 def _subsampled_features(row: Mapping[str, Any], mapping: TimeMapping) -> np.ndarray:

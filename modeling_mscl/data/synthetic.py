@@ -16,8 +16,9 @@ What is real and what is synthetic
   (one verb, one object, one modifier) in that order, padded with function words to the sampled length.
   Its *latent* is the normalised sum of its three content-word vectors: order-unaware and blind to the
   function words (which the model has to learn to ignore). A moment carries its sentence only through a
-  fixed, hidden random MLP ``g`` (``tanh`` layer + linear) from the latent to video-feature space, added
-  to a background (per-video scene vector + AR(1) drift + white noise) over the moment's feature steps
+  fixed, hidden random MLP ``g`` (random partial isometry → ``tanh`` → random partial isometry, unit-norm
+  output) from the latent to video-feature space, scaled by ``signal_amplitude`` and added to a
+  background (per-video scene vector + AR(1) drift + white noise) over the moment's feature steps
   (fractional coverage at the boundaries). Distractors: every other query of the video is another
   moment with its own signal, plus unannotated "extra events"; with probability ``near_duplicate_prob``
   a video holds a near-duplicate pair, two queries whose token sequences differ in exactly one content
@@ -33,6 +34,11 @@ runs and independent of how many videos are generated.
 The :func:`trivial_baseline` scores each step by the plain cosine between its feature and the mean
 token feature (``video_dim == text_dim`` by design) and keeps the best windows; it shows how much of
 the task is solvable without learning the hidden mixing.
+
+Difficulty of the defaults (test split, 300 videos, 1,101 queries): the trivial baseline reaches
+R1@0.5 ≈ 6.6 (R5@0.5 ≈ 14.4); a matched filter that *knows* the hidden mixing, with the same window
+search, reaches R1@0.5 ≈ 75 (R5@0.5 ≈ 93): what remains is overlapping moments, distractors and the
+near-duplicates, whose video signatures have cosine ≈ 0.6 (median; unrelated sentences ≈ 0 ± 0.19).
 """
 
 from __future__ import annotations

@@ -39,9 +39,15 @@ TRAINING_CONFIG_NAME = "training_config.json"
 
 # ----------------------------------------------------------------------------------------------------
 def _process_state():
+    """This process in the launch (``accelerate launch``/``torchrun`` env), set up as the Trainer will.
+
+    ``cpu=True`` without CUDA, as ``TrainingArguments(use_cpu=True)`` does: otherwise accelerate does not
+    recognise a multi-process CPU launch and every process would think it is alone.
+    """
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def _set_threads(state, options: TrainingOptions, model=None) -> int:
