@@ -108,16 +108,15 @@ def test_accelerate_launch_without_any_config(tiny_benchmark, tmp_path):
 
 def test_two_cpu_processes_with_accelerate(tiny_benchmark, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on CPU: gloo DDP, node-split stream, equal steps."""
-    from modeling_mscl.data.synthetic import generate_synthetic_benchmark
+    from modeling_mscl.data.schema import read_metadata, write_grounding_dataset
+    from modeling_mscl.data.synthetic import synthetic_rows
 
-    # two shards so that each process reads whole shards
-    data = generate_synthetic_benchmark(str(tmp_path / "bench2"), num_train_videos=16, num_test_videos=4,
-                                        min_steps=40, max_steps=120)
-    from modeling_mscl.data.schema import read_metadata
-
-    shards = len(read_metadata(data)["splits"]["train"]["shards"])
-    if shards % 2:
-        from modeling_mscl.data.loading import load_grounding_dataset  # noqa: F401 - the run warns and still works
+    # two shards per split, so that each process streams whole shards (split_dataset_by_node)
+    data = str(tmp_path / "bench2")
+    spec = dict(num_train_videos=16, num_test_videos=4, min_steps=40, max_steps=120)
+    for split in ("train", "test"):
+        write_grounding_dataset(synthetic_rows(split, **spec), data, split, 32, 32, min_shards=2)
+    assert len(read_metadata(data)["splits"]["train"]["shards"]) == 2
     out = tmp_path / "ddp"
     cmd = [shutil.which("accelerate") or "accelerate", "launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(RUN),
@@ -127,6 +126,7 @@ def test_two_cpu_processes_with_accelerate(tiny_benchmark, tmp_path):
                           timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "2 process(es) x 2 videos" in done.stdout
+    assert "not a multiple of world_size" not in done.stderr  # whole shards per process
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
     assert (out / "checkpoint-3" / "rng_state_0.pth").exists() and (out / "checkpoint-3" / "rng_state_1.pth").exists()

@@ -55,6 +55,7 @@ class TrainingOptions:
         backend: ``"datasets"`` or ``"pyarrow"`` streaming reader.
         num_threads: torch intra-op threads per process (default: 1 for small models on CPU, else the cores
             divided among the local processes; ``OMP_NUM_THREADS`` is respected).
+        report_to: ``TrainingArguments.report_to`` (``"none"``, ``"tensorboard"``, ``"wandb"``, ...).
         progress: tqdm bars for training and evaluation.
         benchmark: generator options of the synthetic benchmark (when ``dataset`` is ``None``).
     """
@@ -78,6 +79,7 @@ class TrainingOptions:
     sample_shuffle_buffer: int = 16
     backend: str = "datasets"
     num_threads: Optional[int] = None
+    report_to: str = "none"
     progress: bool = True
     benchmark: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -128,6 +130,15 @@ def parse_set_arguments(items: Sequence[str]) -> Tuple[Dict[str, Any], Dict[str,
     return config_overrides, option_overrides
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the empty ones (``None``/``False``/``[]``: "preset value" or "off")."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, [], argparse.SUPPRESS) or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser(prog: Optional[str] = None, ablation: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -138,7 +149,7 @@ def build_parser(prog: Optional[str] = None, ablation: bool = False) -> argparse
             if not ablation else
             "Ablation of the contrastive terms: the same run with them off, on, within-only and cross-only."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--preset", default="debug", help="configuration preset (debug, tacos_c3d, mad_clip, ...)")
     parser.add_argument("--dataset", default=None, metavar="PATH_OR_REPO",
@@ -157,7 +168,7 @@ def build_parser(prog: Optional[str] = None, ablation: bool = False) -> argparse
     parser.add_argument("--init-from", default=None, metavar="DIR",
                         help="start from a converted SnAG or saved MSCL model folder")
     for name, typ, help_text in CONFIG_FLAGS:
-        parser.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=help_text)
+        parser.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help=help_text + " (default: the preset's)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
     parser.add_argument("--save-steps", type=int, default=None, help="checkpoint interval (default: each epoch)")
     parser.add_argument("--save-total-limit", type=int, default=2, help="checkpoints kept")
@@ -165,6 +176,7 @@ def build_parser(prog: Optional[str] = None, ablation: bool = False) -> argparse
     parser.add_argument("--eval-steps", type=int, default=None, help="also evaluate every N steps while training")
     parser.add_argument("--max-eval-videos", type=int, default=None, help="evaluate the first N videos only")
     parser.add_argument("--backend", choices=("datasets", "pyarrow"), default="datasets", help="streaming reader")
+    parser.add_argument("--report-to", default="none", help="TrainingArguments.report_to (tensorboard, wandb, ...)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: automatic)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     if ablation:
@@ -198,6 +210,7 @@ def options_from_args(args: argparse.Namespace) -> Tuple[TrainingOptions, Dict[s
         max_eval_videos=args.max_eval_videos,
         backend=args.backend,
         num_threads=args.threads,
+        report_to=args.report_to,
         progress=not args.no_progress,
     )
     for key, value in option_overrides.items():
@@ -236,7 +249,7 @@ def build_training_arguments(options: TrainingOptions, config, schedule, **extra
         eval_strategy="steps" if options.eval_steps else "no",
         eval_steps=options.eval_steps,
         seed=config.seed,
-        report_to="none",
+        report_to=options.report_to,
         remove_unused_columns=False,
         label_names=["labels"],
         disable_tqdm=not options.progress,
