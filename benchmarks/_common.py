@@ -139,19 +139,20 @@ def cuda_peak_mb() -> Optional[float]:
 
 
 def run_worker(script: str, args: Sequence[str], in_process: Optional[Callable] = None,
-               timeout: Optional[float] = None) -> Dict[str, Any]:
+               timeout: Optional[float] = None, env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """Run one measurement: ``python <script> --worker <args>`` in a fresh process.
 
     The worker prints one JSON line last (see :func:`finish_worker`), which carries its own peak RSS.
     With ``in_process`` (the script's ``main``), the worker runs inside this process instead: fast
     (one torch import), used by the smoke tests; its peak RSS is then this process's and is flagged.
+    ``env`` adds environment variables for the fresh process (ignored in-process).
     """
     if in_process is not None:
         result = in_process(["--worker", *args])
         result["in_process"] = True
         return result
     cmd = [sys.executable, script, "--worker", *args]
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     env.setdefault("PYTHONHASHSEED", "0")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
     if proc.returncode != 0:

@@ -127,6 +127,8 @@ def main(argv=None):
            f"`model.ground` end to end; median of {args.repeats or '3 (Q=1) / 1 (Q>1)'} run(s); each row in a fresh process. "
            "Reference implementation on its CPU (§10): MAD 8192 clips Q=1/16/128: 0.80/8.20/76.0 s (0.8 GB); "
            "16384: 1.99/19.1/149.6 s (1.3 GB); 32768: 5.60/52.6 s (1.6 GB); > 32768 clips fails without raising a limit.\n")
+    if args.in_process:
+        md += "\nIn-process run (smoke test): peak RSS is the whole process's, not one measurement's.\n"
     data = {"benchmark": "long_videos", "machine": info, "load_before": load_before, "load_after": load_after,
             "load_note": C.load_note(load_before, load_after), "preset": args.preset, "bf16": args.bf16,
             "quick": args.quick, "results": results}

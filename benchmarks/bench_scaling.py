@@ -71,6 +71,8 @@ def main(argv=None):
            f"the model. {factors[-1]}T/T: time {ratios['time']:.2f}, peak RSS {ratios['peak_rss']:.2f}, working memory "
            f"{ratios['working_memory']:.2f} (target ≤ 9 for time and memory). `ground` fuses the queries in chunks whose "
            "size shrinks with the length (a fixed activation budget), so working memory grows at most linearly.\n")
+    if args.in_process:
+        md += "\nIn-process run (smoke test): peak RSS is the whole process's, not one measurement's.\n"
     data = {"benchmark": "scaling", "machine": info, "load_before": load_before, "load_after": load_after,
             "load_note": C.load_note(load_before, load_after), "preset": preset, "base_length": base,
             "queries": args.queries, "repeats": repeats, "quick": args.quick, "ratios": ratios, "results": results}

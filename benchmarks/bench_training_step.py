@@ -7,7 +7,8 @@ and query word counts drawn from the real TACoS training annotations when they a
 stand-ins otherwise), random C3D/GloVe-sized features. A step = forward (all loss terms) + backward +
 gradient clipping (1.0) + SnAG's AdamW step (``modeling_mscl.training.optim.create_adamw``) + zero_grad.
 Each variant runs in a fresh process: 1 warm-up step, then the median of ``--repeats`` steps; peak RSS is
-that process's.
+that process's. A third row repeats the default step with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed at 64 KiB,
+which returns freed activation buffers to the OS (the default adaptive threshold keeps them in the heap).
 
 Full run::
 
@@ -28,8 +29,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
 
 TRAIN_ANNOTATIONS = os.path.join(os.path.dirname(C.REPO), "shared", "data", "annotations", "tacos", "train.json")
-VARIANTS = {"without contrastive": {"within_loss_weight": 0.0, "cross_loss_weight": 0.0},
-            "with contrastive (default)": {}}
+# name -> (config overrides, extra environment of the worker process)
+VARIANTS = {
+    "without contrastive": ({"within_loss_weight": 0.0, "cross_loss_weight": 0.0}, {}),
+    "with contrastive (default)": ({}, {}),
+    # glibc's default mmap threshold adapts upwards, after which freed activation buffers stay in the heap
+    # (counted in RSS); a fixed threshold returns every large buffer to the OS when it is freed
+    "with contrastive, MALLOC_MMAP_THRESHOLD_=65536": ({}, {"MALLOC_MMAP_THRESHOLD_": "65536"}),
+}
 
 
 def real_shapes(path):
@@ -154,14 +161,16 @@ def main(argv=None):
     info = C.machine_info(device)
     load_before = C.load_average()
     results = {}
-    for name, overrides in VARIANTS.items():
+    for name, (overrides, env) in VARIANTS.items():
+        if args.in_process and env:
+            continue  # an allocator setting needs a fresh process
         wargs = ["--overrides", json.dumps(overrides), "--repeats", str(args.repeats), "--seed", str(args.seed),
                  "--device", device, "--preset", args.preset, "--videos", str(args.videos),
                  "--queries-per-video", str(args.queries_per_video)] + (["--quick"] if args.quick else [])
         if args.threads:
             wargs += ["--threads", str(args.threads)]
         print(f"[{name}] ...", flush=True)
-        results[name] = C.run_worker(os.path.abspath(__file__), wargs, main if args.in_process else None)
+        results[name] = C.run_worker(os.path.abspath(__file__), wargs, main if args.in_process else None, env=env)
         print(f"[{name}] {results[name]['median_s']:.2f} s, peak RSS {results[name]['peak_rss_mb']:.0f} MB", flush=True)
     load_after = C.load_average()
 
@@ -174,6 +183,8 @@ def main(argv=None):
            f"length; forward + backward + clip + AdamW; median of {args.repeats} step(s) after 1 warm-up step, each variant "
            f"in a fresh process. Contrastive terms add {100 * overhead:+.1f}% to the step time (target ≤ +10%). "
            "Reference implementation on its CPU (§10): 13.4 s and 10.1 GB peak RSS for the same step.\n")
+    if args.in_process:
+        md += "\nIn-process run (smoke test): peak RSS is the whole process's, not one measurement's.\n"
     data = {"benchmark": "training_step", "machine": info, "load_before": load_before, "load_after": load_after,
             "load_note": C.load_note(load_before, load_after), "preset": args.preset, "videos": args.videos,
             "queries_per_video": args.queries_per_video, "repeats": args.repeats, "quick": args.quick,

@@ -103,3 +103,45 @@ def _fh_clear_client_caches():
 # ======================================================================================================
 # END fake Hugging Face Hub
 # ======================================================================================================
+
+
+# ======================================================================================================
+# BEGIN training: one default run per test session (tests/test_training_run.py)
+# ======================================================================================================
+@pytest.fixture(scope="session")
+def trained_debug_run(tmp_path_factory):
+    """``python train_scripts/run.py`` with no training arguments — the ``debug`` preset on the bundled
+    semi-synthetic benchmark, exactly the README's Quickstart run — trained ONCE per test session.
+
+    Yields ``{"output_dir", "dataset", "metrics" (metrics.json), "stdout", "seconds"}``. The run folder
+    holds the final EMA model (``AutoModel.from_pretrained``-loadable), ``metrics.json``,
+    ``predictions.jsonl`` and ``training_config.json``. Only ``--output-dir`` and ``--no-progress`` are
+    passed. Share it: the whole suite must stay within its time budget.
+    """
+    import json
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from modeling_mscl.training.args import TrainingOptions
+    from modeling_mscl.training.experiment import resolve_dataset
+
+    repo = Path(__file__).resolve().parents[1]
+    dataset = resolve_dataset(TrainingOptions())  # generates and caches the benchmark on first use
+    out = tmp_path_factory.mktemp("default-run") / "run"
+    start = time.time()
+    done = subprocess.run(
+        [sys.executable, str(repo / "train_scripts" / "run.py"), "--output-dir", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=1800,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"the default training run failed:\n{done.stderr[-4000:]}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    yield {"output_dir": str(out), "dataset": dataset, "metrics": metrics, "stdout": done.stdout,
+           "seconds": time.time() - start}
+
+
+# ======================================================================================================
+# END training
+# ======================================================================================================

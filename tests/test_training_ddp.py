@@ -19,6 +19,15 @@ from modeling_mscl.training.trainer import all_reduce_sum, step_contrastive_norm
 B = 2  # videos per process
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny tensors: one thread is faster, and much faster when other jobs share the cores
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _config():
     return MSCLConfig.from_preset(
         "debug", hidden_dropout=0.0, drop_path=0.0, attention_dropout=0.0, max_video_length=128, num_pyramid_levels=4,
@@ -89,5 +98,6 @@ def test_two_processes_match_one_process_with_double_batch(tmp_path):
     assert set(grads) == set(reference)
     scale = max(float(g.abs().max()) for g in reference.values())
     worst = max(float((grads[n] - reference[n]).abs().max()) for n in reference)
-    assert worst <= 1e-5 * max(1.0, scale), (worst, scale)
+    print(f"max |grad difference| = {worst:.3g} (largest gradient entry {scale:.3g})")
+    assert worst <= 1e-5, (worst, scale)
     assert result["normalizer"] == pytest.approx(float(model.loss_normalizer), rel=1e-12)

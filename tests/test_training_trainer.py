@@ -11,8 +11,17 @@ from modeling_mscl.training import MSCLTrainer, TrainingCollator, TrainingSample
 from modeling_mscl.training.ema import EMA_WEIGHTS_NAME
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny tensors: one thread is faster, and much faster when other jobs share the cores
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _config(**kw):
-    base = dict(hidden_dropout=0.0, drop_path=0.0, max_video_length=128, num_pyramid_levels=4, loss_normalizer_init=50.0)
+    base = dict(hidden_dropout=0.0, drop_path=0.0, max_video_length=128, num_pyramid_levels=4, loss_normalizer_init=40.0)
     base.update(kw)
     return MSCLConfig.from_preset("debug", **base)
 
@@ -59,10 +68,11 @@ def test_accumulation_equals_one_big_batch(rows, tmp_path):
     assert set(g_big) == set(g_acc)
     scale = max(float(g.abs().max()) for g in g_big.values())
     worst = max(float((g_acc[n] - g_big[n]).abs().max()) for n in g_big)
-    assert worst <= 1e-5 * max(1.0, scale), (worst, scale)
+    print(f"max |grad difference| = {worst:.3g} (largest gradient entry {scale:.3g})")
+    assert worst <= 1e-5, (worst, scale)
     # the positive-count normaliser moved once, with the count summed over both micro-batches
     assert float(acc.model.loss_normalizer) == pytest.approx(float(big.model.loss_normalizer), rel=1e-9)
-    assert float(big.model.loss_normalizer) != 50.0
+    assert float(big.model.loss_normalizer) != 40.0
     logs = [h for h in acc.state.log_history if "loss" in h]
     assert logs and all(k in logs[0] for k in ("loss_cls", "loss_reg", "loss_within", "loss_cross", "loss_normalizer"))
     assert logs[0]["loss_within"] > 0 and logs[0]["loss_cross"] > 0
@@ -113,3 +123,17 @@ def test_stock_trainer_lowers_the_loss(rows, tmp_path):
     trainer.train()
     after = loss_on_probe()
     assert after < 0.7 * before, (before, after)
+
+
+def test_find_last_checkpoint_skips_incomplete_ones(tmp_path):
+    from modeling_mscl.training.trainer import find_last_checkpoint
+
+    assert find_last_checkpoint(str(tmp_path)) is None
+    for step, complete in ((4, True), (8, True), (12, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text('{"global_step": %d}' % step)
+        if complete:
+            (folder / EMA_WEIGHTS_NAME).write_bytes(b"x")
+    (tmp_path / "checkpoint-16").mkdir()  # killed before anything was written
+    assert find_last_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-8")

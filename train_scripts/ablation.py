@@ -9,12 +9,11 @@ Prints markdown tables (R1/R5 at every tIoU, and per moment-length bucket) and w
 ``<output-dir>/ablation.json`` and ``ablation.md``; each variant's run lives in ``<output-dir>/<variant>``.
 """
 
+import importlib.util
 import os
 import sys
 
-try:  # the installed package; a source checkout works too
-    import modeling_mscl  # noqa: F401
-except ImportError:  # pragma: no cover - only without `pip install -e .`
+if importlib.util.find_spec("modeling_mscl") is None:  # a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

@@ -11,12 +11,11 @@ Everything (argument meanings, defaults) is documented by ``--help``; the work i
 ``modeling_mscl.training``.
 """
 
+import importlib.util
 import os
 import sys
 
-try:  # the installed package; a source checkout works too
-    import modeling_mscl  # noqa: F401
-except ImportError:  # pragma: no cover - only without `pip install -e .`
+if importlib.util.find_spec("modeling_mscl") is None:  # a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

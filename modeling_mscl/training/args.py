@@ -55,6 +55,8 @@ class TrainingOptions:
         backend: ``"datasets"`` or ``"pyarrow"`` streaming reader.
         num_threads: torch intra-op threads per process (default: 1 for small models on CPU, else the cores
             divided among the local processes; ``OMP_NUM_THREADS`` is respected).
+        mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` autocast (default: ``accelerate launch
+            --mixed_precision``'s choice, else ``"no"``).
         report_to: ``TrainingArguments.report_to`` (``"none"``, ``"tensorboard"``, ``"wandb"``, ...).
         progress: tqdm bars for training and evaluation.
         benchmark: generator options of the synthetic benchmark (when ``dataset`` is ``None``).
@@ -80,6 +82,7 @@ class TrainingOptions:
     backend: str = "datasets"
     num_threads: Optional[int] = None
     report_to: str = "none"
+    mixed_precision: Optional[str] = None
     progress: bool = True
     benchmark: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -176,6 +179,8 @@ def build_parser(prog: Optional[str] = None, ablation: bool = False) -> argparse
     parser.add_argument("--eval-steps", type=int, default=None, help="also evaluate every N steps while training")
     parser.add_argument("--max-eval-videos", type=int, default=None, help="evaluate the first N videos only")
     parser.add_argument("--backend", choices=("datasets", "pyarrow"), default="datasets", help="streaming reader")
+    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=None,
+                        help="autocast precision (default: the accelerate launcher's --mixed_precision, else no)")
     parser.add_argument("--report-to", default="none", help="TrainingArguments.report_to (tensorboard, wandb, ...)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: automatic)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -211,6 +216,7 @@ def options_from_args(args: argparse.Namespace) -> Tuple[TrainingOptions, Dict[s
         backend=args.backend,
         num_threads=args.threads,
         report_to=args.report_to,
+        mixed_precision=args.mixed_precision,
         progress=not args.no_progress,
     )
     for key, value in option_overrides.items():
@@ -225,6 +231,11 @@ def build_training_arguments(options: TrainingOptions, config, schedule, **extra
 
     from .optim import ADAM_BETAS, ADAM_EPS
 
+    import os
+
+    precision = options.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if precision not in ("no", "bf16", "fp16"):
+        raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {precision!r}")
     spe = schedule.steps_per_epoch
     save_steps = options.save_steps or spe
     logging_steps = options.logging_steps or max(1, min(50, spe // 4))
@@ -257,6 +268,8 @@ def build_training_arguments(options: TrainingOptions, config, schedule, **extra
         ddp_find_unused_parameters=False,
         accelerator_config={"dispatch_batches": False, "split_batches": False},
         use_cpu=not torch.cuda.is_available(),
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
     )
     kwargs.update(extra)
     return TrainingArguments(**kwargs)

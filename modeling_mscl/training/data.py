@@ -26,7 +26,6 @@ import math
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 from torch.utils.data import IterableDataset
 
 from ..data.loading import GroundingDataset, GroundingStream, ParquetGroundingStream, iter_epoch, load_grounding_dataset

@@ -44,7 +44,7 @@ from transformers import Trainer, TrainerCallback
 
 from .data import TrainingCollator, TrainingSampleDataset
 from .ema import EMA_WEIGHTS_NAME, ModelEMA
-from .optim import ADAM_BETAS, ADAM_EPS, build_param_groups
+from .optim import build_param_groups
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,10 @@ class MSCLTrainer(Trainer):
         # micro-batch divides by the step's shared normaliser; gradients are summed): the Trainer must
         # not divide it by the number of accumulation steps.
         self.loss_is_scaled_for_ga = True
-        self.args.ignore_data_skip = True
+        if isinstance(self.train_dataset, TrainingSampleDataset):
+            # the dataset replays its own order to the checkpoint's step (see `train`); the Trainer's
+            # skipping would collate and drop every skipped batch on top of that
+            self.args.ignore_data_skip = True
         cfg = self.model.config
         self.use_ema = bool(use_ema)
         self.ema_decay = float(cfg.ema_decay if ema_decay is None else ema_decay)
