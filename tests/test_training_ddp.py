@@ -7,6 +7,7 @@ summed over processes for the normaliser update). All four loss terms are on; dr
 """
 
 import os
+import time
 
 import pytest
 import torch
@@ -71,6 +72,10 @@ def _worker(rank, world, init_file, out_dir):
             torch.save({"grads": _grads(model), "normalizer": float(model.loss_normalizer),
                         "terms": [float(getattr(out, k).detach()) for k in ("loss_cls", "loss_reg", "loss_within", "loss_cross")]},
                        os.path.join(out_dir, "rank0.pt"))
+        # tear DDP down while both ranks are still connected: destroying its reducer after the peer has
+        # exited can block in gloo
+        dist.barrier()
+        del ddp, out
     finally:
         dist.destroy_process_group()
 
@@ -92,7 +97,13 @@ def test_two_processes_match_one_process_with_double_batch(tmp_path):
     reference = _grads(model)
     model.update_loss_normalizer(float(out.num_positives))
 
-    mp.spawn(_worker, args=(2, str(tmp_path / "pg_init"), str(tmp_path)), nprocs=2, join=True)
+    context = mp.spawn(_worker, args=(2, str(tmp_path / "pg_init"), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.time() + 300
+    while not context.join(timeout=5):  # raises if a worker failed
+        if time.time() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the DDP workers did not finish within 300 s")
     result = torch.load(tmp_path / "rank0.pt")
     grads = result["grads"]
     assert set(grads) == set(reference)

@@ -24,10 +24,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         options, overrides = options_from_args(args)
-        from modeling_mscl.training.experiment import run_ablation
+        from modeling_mscl.training.experiment import run_ablation, shutdown_distributed
 
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
         run_ablation(options, overrides, variants=variants)
+        shutdown_distributed()
     except ValueError as error:
         parser.exit(2, f"ablation.py: error: {error}\n")
     return 0

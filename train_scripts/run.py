@@ -26,9 +26,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         options, overrides = options_from_args(args)
-        from modeling_mscl.training.experiment import run_training
+        from modeling_mscl.training.experiment import run_training, shutdown_distributed
 
         run_training(options, overrides)
+        shutdown_distributed()
     except ValueError as error:
         parser.exit(2, f"run.py: error: {error}\n")
     return 0

@@ -256,6 +256,25 @@ def run_training(options: TrainingOptions, overrides: Optional[Dict[str, Any]] =
     return metrics
 
 
+def shutdown_distributed() -> None:
+    """End of a multi-process run: release DDP and the process group while every process is still there.
+
+    Destroying a DDP wrapper (or gloo state) after a peer process has already exited can block; so wait
+    for everyone, collect the trainers' wrappers, wait again and destroy the process group. No-op for a
+    single process.
+    """
+    import gc
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _with(options: TrainingOptions, **changes) -> TrainingOptions:
     import dataclasses
 
@@ -379,5 +398,6 @@ __all__ = [
     "resolve_dataset",
     "run_ablation",
     "run_training",
+    "shutdown_distributed",
     "uses_quickstart_recipe",
 ]
