@@ -208,6 +208,22 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def code_fingerprint(*extra_files: str) -> str:
+    """Hash of the model's code — the flat files of ``modeling_mscl/`` and the presets — and of
+    ``extra_files``: results cached by a long benchmark are reused only by the same model code."""
+    import glob
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    package = os.path.join(REPO, "modeling_mscl")
+    files = sorted(glob.glob(os.path.join(package, "*.py")) + glob.glob(os.path.join(package, "presets", "*.json")))
+    for path in files + [os.path.abspath(f) for f in extra_files]:
+        h.update(os.path.relpath(path, REPO).encode())
+        with open(path, "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()
+
+
 def load_average() -> Optional[List[float]]:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -270,13 +286,21 @@ def machine_info(device: str = "cpu", calibrate: bool = True) -> Dict[str, Any]:
     return info
 
 
-def load_note(load_before: Optional[List[float]], load_after: Optional[List[float]]) -> str:
-    """"quiet" or "measured while the machine was shared" from the 1-minute load around the run."""
+def load_note(load_before: Optional[List[float]], load_after: Optional[List[float]], own_threads: Optional[int] = None) -> str:
+    """"quiet" or "measured while the machine was shared" from the 1-minute load around the run.
+
+    The load right after a run still holds the run's own threads (``own_threads``, default: torch's
+    thread count), which are subtracted; the load before it is taken as is.
+    """
     cores = os.cpu_count() or 1
-    worst = max((x[0] for x in (load_before, load_after) if x), default=0.0)
+    if own_threads is None:
+        torch = sys.modules.get("torch")
+        own_threads = torch.get_num_threads() if torch is not None else 0
+    after = [max(0.0, load_after[0] - min(own_threads, cores))] if load_after else None
+    worst = max((x[0] for x in (load_before, after) if x), default=0.0)
     if worst > BUSY_LOAD_PER_CORE * cores:
-        return f"measured while the machine was shared (1-min load up to {worst:.2f} on {cores} cores)"
-    return f"quiet machine (1-min load ≤ {worst:.2f} on {cores} cores)"
+        return f"measured while the machine was shared (1-min load besides the run up to {worst:.2f} on {cores} cores)"
+    return f"quiet machine (1-min load besides the run ≤ {worst:.2f} on {cores} cores)"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,6 +14,12 @@ not the disk. Sizes: TACoS-like ``T=1500, D=4096`` and MAD-like ``T=36000, D=512
 
     python benchmarks/bench_streaming.py            # ~300 MB of generated data
     python benchmarks/bench_streaming.py --quick    # seconds, meaningless numbers
+
+Consumption. When ``benchmarks/results/training_step.json`` (TACoS step) and ``training_step_mad.json``
+(MAD step) exist, the table compares each decode rate with the rows per second a training run on one
+process needs: in the worst case every sample of a batch comes from a different row (``batch / step
+time``); with SnAG's query grouping one TACoS row gives several samples per epoch (computed from the
+real TACoS training annotations when present), so the real need is that much lower.
 """
 
 from __future__ import annotations
@@ -66,6 +72,57 @@ def touch_hf(row: Dict[str, Any]) -> float:
     return float(v[-1][-1]) + sum(float(q["text_features"][-1][-1]) for q in row["queries"])
 
 
+def tacos_samples_per_row(config_name: str = "tacos_c3d") -> Any:
+    """Mean training samples (query groups) per TACoS training video per epoch, or None without the file."""
+    import json
+    import math
+
+    path = os.path.join(os.path.dirname(_common.REPO), "shared", "data", "annotations", "tacos", "train.json")
+    if not os.path.exists(path):
+        return None
+    from modeling_mscl import MSCLConfig
+    from modeling_mscl.data.sampling import group_queries
+    from modeling_mscl.processing_mscl import TimeMapping
+
+    config = MSCLConfig.from_preset(config_name)
+    with open(path) as fh:
+        data = json.load(fh)
+    groups = 0
+    for vid, entry in data.items():
+        fps = float(entry["fps"])
+        duration = float(entry["num_frames"]) / fps
+        mapping = TimeMapping(fps=fps, clip_size=16, clip_stride=4, downsample_rate=4, duration=duration)
+        queries = [{"start": s / fps, "end": e / fps} for s, e in entry["timestamps"]]
+        n = math.ceil(entry["num_frames"] / mapping.stride_eff)
+        groups += len(group_queries(queries, num_features=n, mapping=mapping, config=config, epoch=0, video_id=vid))
+    return groups / len(data)
+
+
+def training_consumption(results_dir: str) -> Dict[str, Dict[str, Any]]:
+    """Rows/s one training process consumes, per size, from the measured training steps (if present)."""
+    import json
+
+    out = {}
+    for size, name in (("tacos-like", "training_step.json"), ("mad-like", "training_step_mad.json")):
+        path = os.path.join(results_dir, name)
+        if not os.path.exists(path):
+            continue
+        with open(path) as fh:
+            step = json.load(fh)
+        if step.get("quick"):
+            continue
+        seconds = step["results"]["with contrastive (default)"]["median_s"]
+        entry = {"source": name, "preset": step["preset"], "step_s": seconds, "samples_per_step": step["videos"],
+                 "worst_rows_per_s": step["videos"] / seconds}
+        if size == "tacos-like":
+            per_row = tacos_samples_per_row(step["preset"])
+            if per_row:
+                entry["samples_per_row"] = per_row
+                entry["expected_rows_per_s"] = entry["worst_rows_per_s"] / per_row
+        out[size] = entry
+    return out
+
+
 def timed_pass(make_iter: Callable[[], Iterable[Dict[str, Any]]], touch: Callable[[Dict[str, Any]], float]) -> Dict[str, Any]:
     start = time.perf_counter()
     first = None
@@ -78,12 +135,12 @@ def timed_pass(make_iter: Callable[[], Iterable[Dict[str, Any]]], touch: Callabl
     return {"seconds": time.perf_counter() - start, "rows": n, "first_row_s": first}
 
 
-def main() -> None:
+def main(argv=None) -> Dict[str, Any]:
     parser = _common.base_parser(__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", default=None, help=f"subset of {list(SIZES)}")
     parser.add_argument("--compression", default=None, help="parquet codec of the generated files (default: none)")
     parser.add_argument("--tmp", default=None, help="folder for the generated datasets (default: system temp)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     sizes = QUICK_SIZES if args.quick else SIZES
     if args.sizes:
@@ -147,11 +204,32 @@ def main() -> None:
         "\n\nFeature MB/s counts the float32 video features only. Median of "
         f"{repeats} full pass(es) after one warm-up pass; files in the page cache; compression: {args.compression or 'none'}."
     )
+    consumption = {} if args.quick else training_consumption(args.out)
+    if consumption:
+        best = {}
+        for r in results:
+            if r["path"] != "mscl-map":  # the streaming readers (the map-style path is for evaluation)
+                best[r["size"]] = min(best.get(r["size"], float("inf")), r["rows_per_s"])
+        crow = []
+        for size, c in consumption.items():
+            if size not in best:
+                continue
+            crow.append((size, f"`{c['preset']}` ({c['source']})", f"{c['step_s']:.2f}", c["samples_per_step"],
+                         f"{c['worst_rows_per_s']:.3f}", f"{best[size] / c['worst_rows_per_s']:.0f}×",
+                         f"{c['samples_per_row']:.1f}" if "samples_per_row" in c else "-",
+                         f"{best[size] / c['expected_rows_per_s']:.0f}×" if "expected_rows_per_s" in c else "-"))
+        md += "\n\nTraining consumption (one process, the measured step with the contrastive terms):\n\n"
+        md += _common.markdown_table(["size", "training step", "step s", "samples/step", "rows/s needed (worst case)",
+                                      "slowest stream ÷ need", "samples/row (TACoS grouping)", "slowest stream ÷ expected need"], crow)
+        md += ("\n\nWorst case: every sample of a batch from a different row. The slowest streaming reader above "
+               "is compared, so the margin holds for any of them. `MSCLTrainer` reads the stream in the main process, "
+               "so decoding time adds to the step time: 1 / margin is the fraction it adds in the worst case.\n")
     data = {
-        "benchmark": "streaming", "results": results, "machine": _common.machine_info("cpu"),
+        "benchmark": "streaming", "results": results, "consumption": consumption, "machine": _common.machine_info("cpu"),
         "load_note": _common.load_note(load_before, load_after), "quick": bool(args.quick),
     }
     _common.write_results("streaming" + ("_quick" if args.quick else ""), data, md, out_dir=args.out, write=not args.no_write)
+    return data
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ Three paths, each in its own fresh process (so its peak RSS is its own):
   length (2,304 steps), the video encoded once, then **one query per forward**: the text encoded alone
   and unpadded (batch 1), fusion + heads at batch 1, and the same decode + Soft-NMS + voting.
 
-The package path must give the same top-5 moments as the baseline (segments within 1e-3 grid units,
-scores within 1e-5); the script asserts it and reports the largest differences.
+The package path must give the same top-5 moments as the baseline for every query (segments within
+1e-3 grid units, scores within 1e-5, tied scores in either order); the script asserts it and reports
+the largest differences.
 
 Full run (writes benchmarks/results/tacos_test.{json,md})::
 
@@ -44,6 +45,8 @@ PATHS = ("package", "baseline", "bf16")
 # the reference's own numbers on this CPU for the same split (reference §10)
 REFERENCE_SECONDS = 384.0
 SEGMENT_TOL, SCORE_TOL = 1e-3, 1e-5
+# diagnostic only: queries that miss SCORE_TOL but match at this looser one are counted apart
+LOOSE_SCORE_TOL = 1e-4
 
 
 def split_shapes(path: str, quick: bool):
@@ -185,24 +188,47 @@ def worker(args) -> None:
 # ----------------------------------------------------------------------------------------------
 # parent
 # ----------------------------------------------------------------------------------------------
+def _match(a, b, seg_tol, score_tol):
+    """Whether two moment lists hold the same moments (order-free among equal scores) within tolerances."""
+    if len(a) != len(b):
+        return False
+    free = list(range(len(b)))
+    for x in a:
+        hit = next((k for k in free if max(abs(x[0] - b[k][0]), abs(x[1] - b[k][1])) <= seg_tol
+                    and abs(x[2] - b[k][2]) <= score_tol), None)
+        if hit is None:
+            return False
+        free.remove(hit)
+    return True
+
+
 def compare(package, baseline):
-    """Largest segment / score difference between two prediction lists, and the mismatching queries."""
+    """Compare the top-K moments of every query between two paths.
+
+    Rank by rank: the largest segment / score differences. Per query: a match within the tolerances
+    (segments 1e-3 grid units, scores 1e-5), where moments whose scores tie within the tolerance may
+    come in either order. Every query must match. For diagnosis, queries that fail are split into those
+    matching at scores 1e-4 and the rest. (Before decoding moved to float64, 2 of the 4,001 queries
+    missed 1e-5: a 1-ulp float32 boundary difference near grid 1,200, from GEMMs blocked differently at
+    batch 16 vs 1, moved a sub-step segment's Gaussian-decayed score by up to 8e-5.)
+    """
     if len(package) != len(baseline):
         raise AssertionError(f"{len(package)} vs {len(baseline)} queries")
     worst_seg = worst_score = 0.0
-    bad = []
+    loose, bad = [], []
     for q, (a, b) in enumerate(zip(package, baseline)):
-        if len(a) != len(b):
-            bad.append((q, f"{len(a)} vs {len(b)} moments"))
+        if len(a) == len(b):
+            for x, y in zip(a, b):
+                worst_seg = max(worst_seg, abs(x[0] - y[0]), abs(x[1] - y[1]))
+                worst_score = max(worst_score, abs(x[2] - y[2]))
+        if _match(a, b, SEGMENT_TOL, SCORE_TOL):
             continue
-        for x, y in zip(a, b):
-            ds = max(abs(x[0] - y[0]), abs(x[1] - y[1]))
-            dc = abs(x[2] - y[2])
-            worst_seg, worst_score = max(worst_seg, ds), max(worst_score, dc)
-            if ds > SEGMENT_TOL or dc > SCORE_TOL:
-                bad.append((q, f"segment diff {ds:.3g}, score diff {dc:.3g}"))
-                break
-    return worst_seg, worst_score, bad
+        if _match(a, b, SEGMENT_TOL, LOOSE_SCORE_TOL):
+            d = max(abs(x[2] - y[2]) for x, y in zip(sorted(a, key=lambda m: -m[2]), sorted(b, key=lambda m: -m[2])))
+            loose.append((q, f"score diff {d:.2g}"))
+        else:
+            bad.append((q, f"{len(a)} vs {len(b)} moments" if len(a) != len(b) else "different moments"))
+    return worst_seg, worst_score, loose, bad
 
 
 def main(argv=None) -> None:
@@ -215,6 +241,8 @@ def main(argv=None) -> None:
     parser.add_argument("--annotations", default=ANNOTATIONS, help="TACoS test.json (2D-TAN layout)")
     parser.add_argument("--preset", default=None, help="model preset (default tacos_c3d; --quick: debug)")
     parser.add_argument("--in-process", action="store_true", help="run the paths in this process (no fresh-process RSS)")
+    parser.add_argument("--cache", default=None, help="keep each finished path here and reuse it when rerun "
+                        "(long runs survive an interruption); e.g. benchmarks/results/tmp/tacos_test")
     args = parser.parse_args(argv)
     device = C.resolve_device(args.device)
     if args.preset is None:
@@ -249,8 +277,21 @@ def main(argv=None) -> None:
         shapes = os.path.join(tmp, "shapes.json")
         with open(shapes, "w") as fh:
             json.dump(videos, fh)
+        code = C.code_fingerprint() if args.cache else None
+
+        def cache_key(p):  # a cached path is reused only for the same split, settings and code
+            return [videos, args.preset, args.seed, repeats[p], args.threads, code]
+
         for p in paths:
             pred = os.path.join(tmp, f"{p}.json")
+            cached = os.path.join(args.cache, f"{p}.json") if args.cache else None
+            if cached and os.path.exists(cached):  # a path finished by an earlier, interrupted run
+                with open(cached) as fh:
+                    saved = json.load(fh)
+                if saved.get("key") == json.loads(json.dumps(cache_key(p))):
+                    results[p], predictions[p] = saved["result"], saved["predictions"]
+                    print(f"[{p}] reusing {cached}: {results[p]['total_s']:.1f} s", flush=True)
+                    continue
             worker_args = ["--path", p, "--shapes", shapes, "--predictions", pred, "--repeats", str(repeats[p]),
                            "--seed", str(args.seed), "--device", device, "--preset", args.preset]
             if args.threads:
@@ -261,14 +302,22 @@ def main(argv=None) -> None:
             with open(pred) as fh:
                 predictions[p] = json.load(fh)
             print(f"[{p}] {results[p]['total_s']:.1f} s", flush=True)
+            if cached:
+                os.makedirs(args.cache, exist_ok=True)
+                with open(cached, "w") as fh:
+                    json.dump({"key": cache_key(p),
+                               "result": results[p], "predictions": predictions[p]}, fh)
     load_after = C.load_average()
 
     queries = sum(len(t) for _, _, t in videos)
     equivalence = None
     if "package" in predictions and "baseline" in predictions:
-        seg, score, bad = compare(predictions["package"], predictions["baseline"])
-        equivalence = {"max_segment_diff": seg, "max_score_diff": score, "mismatching_queries": len(bad),
-                       "examples": bad[:5], "segment_tol": SEGMENT_TOL, "score_tol": SCORE_TOL}
+        seg, score, loose, bad = compare(predictions["package"], predictions["baseline"])
+        equivalence = {"max_segment_diff_rankwise": seg, "max_score_diff_rankwise": score,
+                       "strict_matches": len(predictions["package"]) - len(loose) - len(bad),
+                       "loose_only_queries": len(loose), "loose_examples": loose[:10],
+                       "mismatching_queries": len(bad), "examples": bad[:5], "segment_tol": SEGMENT_TOL,
+                       "score_tol": SCORE_TOL, "loose_score_tol": LOOSE_SCORE_TOL}
     steps = [s for _, s, _ in videos]
     valid_work = sum(s * len(t) for _, s, t in videos)
     from modeling_mscl import MSCLConfig
@@ -300,10 +349,13 @@ def main(argv=None) -> None:
                f"fp32 GEMM rate: {info.get('gemm_gflops_fp32', '?')} GFLOP/s). The reference's {REFERENCE_SECONDS:.0f} s "
                f"would need {flops['total'] / REFERENCE_SECONDS / 1e9:.0f} GFLOP/s.\n")
     if equivalence is not None:
-        md += (f"\nEquivalence (a) vs (c), top-{5} moments of all {queries} queries: max segment diff "
-               f"{equivalence['max_segment_diff']:.2e} grid units (tol {SEGMENT_TOL}), max score diff "
-               f"{equivalence['max_score_diff']:.2e} (tol {SCORE_TOL}), mismatching queries: "
-               f"{equivalence['mismatching_queries']}.\n")
+        e = equivalence
+        md += (f"\nEquivalence (a) vs (c), top-5 moments of all {queries} queries: {e['strict_matches']} match within "
+               f"{SEGMENT_TOL:g} grid units and scores within {SCORE_TOL:g} (moments with tied scores in either order); "
+               f"{e['loose_only_queries']} more match only with scores within {LOOSE_SCORE_TOL:g} {e['loose_examples'][:3]}; "
+               f"{e['mismatching_queries']} differ. "
+               f"Rank-by-rank maxima: segments {e['max_segment_diff_rankwise']:.2g}, scores "
+               f"{e['max_score_diff_rankwise']:.2g} (tie swaps included).\n")
     if args.in_process:
         md += "\nIn-process run (smoke test): peak RSS is the whole process's, not one measurement's.\n"
     data = {
@@ -325,9 +377,9 @@ def main(argv=None) -> None:
     }
     name = "tacos_test_quick" if args.quick else "tacos_test"
     C.write_results(name, data, md, args.out, not args.no_write)
-    if equivalence is not None and equivalence["mismatching_queries"]:
-        raise SystemExit(f"FAIL: package and baseline disagree on {equivalence['mismatching_queries']} queries: "
-                         f"{equivalence['examples']}")
+    if equivalence is not None:
+        if equivalence["mismatching_queries"] or equivalence["loose_only_queries"]:
+            raise SystemExit(f"FAIL: package and baseline disagree: {equivalence}")
     return data
 
 

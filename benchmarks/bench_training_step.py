@@ -10,9 +10,15 @@ Each variant runs in a fresh process: 1 warm-up step, then the median of ``--rep
 that process's. A third row repeats the default step with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed at 64 KiB,
 which returns freed activation buffers to the OS (the default adaptive threshold keeps them in the heap).
 
-Full run::
+Other presets use random stand-in shapes; ``--full-windows`` makes every video fill the training
+window, as the windows cut from MAD's movies do. The streaming benchmark compares its decode rates with
+the steps measured here (``training_step.json`` and, for MAD-like rows, ``training_step_mad.json``).
+
+Full runs::
 
     python benchmarks/bench_training_step.py
+    python benchmarks/bench_training_step.py --preset mad_clip --videos 1 --queries-per-video 16 \
+        --full-windows --name training_step_mad
 
 Smoke run: ``--quick`` (debug preset, tiny batch).
 """
@@ -57,7 +63,7 @@ def real_shapes(path):
     return videos
 
 
-def make_batch(config, num_videos, queries_per_video, seed, shapes):
+def make_batch(config, num_videos, queries_per_video, seed, shapes, full_windows=False):
     """A training batch in the model's contract (video-centric, labels on the model grid)."""
     import torch
 
@@ -68,11 +74,11 @@ def make_batch(config, num_videos, queries_per_video, seed, shapes):
         if shapes:
             steps, moments, wc = shapes[int(torch.randint(len(shapes), (1,), generator=g))]
         else:
-            steps = int(torch.randint(t_in // 8, t_in, (1,), generator=g))
+            steps = t_in if full_windows else int(torch.randint(t_in // 8, t_in, (1,), generator=g))
             moments = [(0.0, float(torch.randint(2, max(3, steps // 4), (1,), generator=g)))] * queries_per_video
             wc = [int(torch.randint(4, 20, (1,), generator=g))] * queries_per_video
         # SnAG's crop keeps 90-100 % of a video shorter than the training length (or a full window)
-        valid = min(t_in, max(8, int(steps * (0.9 + 0.1 * float(torch.rand((), generator=g))))))
+        valid = t_in if full_windows else min(t_in, max(8, int(steps * (0.9 + 0.1 * float(torch.rand((), generator=g))))))
         lengths.append(valid)
         grid = valid / config.video_input_stride
         for q in range(queries_per_video):
@@ -112,8 +118,8 @@ def worker(args):
     config = MSCLConfig.from_preset(args.preset, **overrides)
     model = MSCLForTemporalGrounding(config).to(args.device).train()
     optimizer = create_adamw(model, config.learning_rate, config.weight_decay, config.module_learning_rates)
-    shapes = real_shapes(TRAIN_ANNOTATIONS) if not args.quick else None
-    batch = make_batch(config, args.videos, args.queries_per_video, args.seed, shapes)
+    shapes = real_shapes(TRAIN_ANNOTATIONS) if not args.quick and args.preset.startswith("tacos") else None
+    batch = make_batch(config, args.videos, args.queries_per_video, args.seed, shapes, args.full_windows)
     batch = {k: v.to(args.device) for k, v in batch.items()}
     start_rss = C.current_rss_mb()
 
@@ -144,6 +150,8 @@ def main(argv=None):
     parser.add_argument("--preset", default=None, help="model preset (default tacos_c3d; --quick: debug)")
     parser.add_argument("--videos", type=int, default=4, help="videos per batch")
     parser.add_argument("--queries-per-video", type=int, default=4)
+    parser.add_argument("--full-windows", action="store_true", help="every video fills the training window (MAD)")
+    parser.add_argument("--name", default=None, help="results file name (default training_step[_quick])")
     parser.add_argument("--in-process", action="store_true", help="run the measurements in this process")
     parser.add_argument("--worker", action="store_true", help=C.argparse.SUPPRESS)
     parser.add_argument("--overrides", default="{}", help=C.argparse.SUPPRESS)
@@ -166,7 +174,8 @@ def main(argv=None):
             continue  # an allocator setting needs a fresh process
         wargs = ["--overrides", json.dumps(overrides), "--repeats", str(args.repeats), "--seed", str(args.seed),
                  "--device", device, "--preset", args.preset, "--videos", str(args.videos),
-                 "--queries-per-video", str(args.queries_per_video)] + (["--quick"] if args.quick else [])
+                 "--queries-per-video", str(args.queries_per_video)] + (["--quick"] if args.quick else []) \
+            + (["--full-windows"] if args.full_windows else [])
         if args.threads:
             wargs += ["--threads", str(args.threads)]
         print(f"[{name}] ...", flush=True)
@@ -179,17 +188,23 @@ def main(argv=None):
     rows = [[name, f"{r['median_s']:.2f}", f"{r['min_s']:.2f}", f"{r['peak_rss_mb'] / 1024:.2f}",
              f"{(r['peak_rss_mb'] - r.get('start_rss_mb', 0)) / 1024:.2f}"] for name, r in results.items()]
     md = C.markdown_table(["variant", "step median (s)", "step min (s)", "peak RSS (GB)", "peak − start RSS (GB)"], rows)
+    shape_note = ("every video fills the training window" if args.full_windows else
+                  "valid lengths from the TACoS training annotations" if args.preset.startswith("tacos") and not args.quick
+                  else "random valid lengths")
     md += (f"\n\n`{args.preset}`, {args.videos} videos × {args.queries_per_video} queries, videos padded to the training "
-           f"length; forward + backward + clip + AdamW; median of {args.repeats} step(s) after 1 warm-up step, each variant "
+           f"length ({shape_note}); forward + backward + clip + AdamW; median of {args.repeats} step(s) after 1 warm-up step, each variant "
            f"in a fresh process. Contrastive terms add {100 * overhead:+.1f}% to the step time (target ≤ +10%). "
-           "Reference implementation on its CPU (§10): 13.4 s and 10.1 GB peak RSS for the same step.\n")
+           + ("Reference implementation on its CPU (§10): 13.4 s and 10.1 GB peak RSS for the same step.\n"
+              if args.preset == "tacos_c3d" and (args.videos, args.queries_per_video) == (4, 4) else "\n"))
     if args.in_process:
         md += "\nIn-process run (smoke test): peak RSS is the whole process's, not one measurement's.\n"
     data = {"benchmark": "training_step", "machine": info, "load_before": load_before, "load_after": load_after,
             "load_note": C.load_note(load_before, load_after), "preset": args.preset, "videos": args.videos,
-            "queries_per_video": args.queries_per_video, "repeats": args.repeats, "quick": args.quick,
+            "queries_per_video": args.queries_per_video, "full_windows": args.full_windows, "repeats": args.repeats,
+            "quick": args.quick, "step_s": results["with contrastive (default)"]["median_s"],
             "contrastive_overhead": overhead, "results": results}
-    C.write_results("training_step_quick" if args.quick else "training_step", data, md, args.out, not args.no_write)
+    name = args.name or ("training_step_quick" if args.quick else "training_step")
+    C.write_results(name, data, md, args.out, not args.no_write)
     return data
 
 

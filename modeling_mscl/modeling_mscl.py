@@ -1086,9 +1086,11 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         threshold = cfg.pre_nms_threshold if pre_nms_threshold is None else pre_nms_threshold
         keep_segments = cfg.max_segments if max_segments is None else max_segments
         scores = torch.cat([torch.sigmoid(x.float()) * m.float() for x, m in zip(logits, masks)], dim=1)  # (N, ΣT)
+        # boundaries in float64: a float32 ulp at t ≈ 1,200 is 1.2e-4 grid units, enough to make the
+        # moments depend on the batch size (see soft_nms_with_voting); the selection stays float32
         offs = torch.cat([o.float() for o in offsets], dim=1)  # (N, ΣT, 2)
-        points = torch.cat([torch.arange(x.shape[1], device=scores.device, dtype=torch.float32) * 2**l for l, x in enumerate(logits)])
-        strides = torch.cat([torch.full((x.shape[1],), float(2**l), device=scores.device) for l, x in enumerate(logits)])
+        points = torch.cat([torch.arange(x.shape[1], device=scores.device, dtype=torch.float64) * 2**l for l, x in enumerate(logits)])
+        strides = torch.cat([torch.full((x.shape[1],), float(2**l), device=scores.device, dtype=torch.float64) for l, x in enumerate(logits)])
         k = min(cfg.pre_nms_topk, scores.shape[1])
         # points at or below the threshold never enter the top-k
         ranked = scores.masked_fill(scores <= threshold, -1.0)
@@ -1097,7 +1099,7 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         for q in range(scores.shape[0]):
             keep = top_scores[q] > threshold
             idx, sc = top_idx[q][keep], top_scores[q][keep]
-            p, s, o = points[idx], strides[idx], offs[q, idx]
+            p, s, o = points[idx], strides[idx], offs[q, idx].double()
             seg = torch.stack((p - o[:, 0] * s, p + o[:, 1] * s), dim=1)
             long_enough = (seg[:, 1] - seg[:, 0]) > cfg.min_segment_length
             seg, sc = seg[long_enough], sc[long_enough]

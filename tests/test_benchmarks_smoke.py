@@ -70,6 +70,30 @@ def test_training_step_quick(bench, tmp_path):
     assert data["results"]["without contrastive"]["losses"]["loss_within"] == 0.0
 
 
+def test_streaming_quick_and_training_consumption(bench, tmp_path):
+    mod = bench("bench_streaming")
+    data = mod.main(["--quick", "--repeats", "1", "--out", str(tmp_path)])
+    _files(tmp_path, "streaming_quick")
+    assert {r["path"] for r in data["results"]} == {"hf-numpy", "mscl-datasets", "mscl-pyarrow", "mscl-map"}
+    assert all(r["rows_per_s"] > 0 for r in data["results"])
+    # the consumption side: rows/s a training process needs, from a (here hand-made) training-step result
+    step = {"quick": False, "preset": "mad_clip", "videos": 2, "results": {"with contrastive (default)": {"median_s": 4.0}}}
+    (tmp_path / "training_step_mad.json").write_text(json.dumps(step))
+    need = mod.training_consumption(str(tmp_path))
+    assert need == {"mad-like": {"source": "training_step_mad.json", "preset": "mad_clip", "step_s": 4.0,
+                                 "samples_per_step": 2, "worst_rows_per_s": 0.5}}
+
+
+def test_tacos_compare_orders_ties_and_flags_differences(bench):
+    mod = bench("bench_tacos_test")
+    a = [[[1.0, 2.0, 0.5], [3.0, 4.0, 0.5]]]
+    assert mod.compare(a, [[[3.0, 4.0, 0.5], [1.0, 2.0, 0.5]]])[2:] == ([], [])  # tied scores, either order
+    seg, score, loose, bad = mod.compare(a, [[[1.0, 2.0005, 0.5], [3.0, 4.0, 0.50002]]])
+    assert loose == [(0, "score diff 2e-05")] and bad == []
+    assert mod.compare(a, [[[1.0, 2.01, 0.5], [3.0, 4.0, 0.5]]])[3] == [(0, "different moments")]
+    assert mod.compare(a, [[[1.0, 2.0, 0.5]]])[3] == [(0, "2 vs 1 moments")]
+
+
 def test_bf16_accuracy_quick(bench, tmp_path):
     data = bench("bench_bf16_accuracy").main(["--quick", "--threads", "1", "--max-videos", "3", "--out", str(tmp_path)])
     _files(tmp_path, "bf16_accuracy_quick")

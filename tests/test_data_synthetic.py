@@ -169,6 +169,35 @@ def test_generate_and_cache(tmp_path, monkeypatch):
     assert SyntheticBenchmarkConfig().fingerprint() != SyntheticBenchmarkConfig(seed=1).fingerprint()
 
 
+def test_shards_split_whole_across_ranks(tmp_path):
+    import warnings
+
+    import pyarrow.parquet as pq
+
+    from modeling_mscl.data.loading import load_grounding_dataset
+
+    assert SyntheticBenchmarkConfig().num_shards == 4  # serves 1, 2 or 4 training processes
+    spec = small(num_train_videos=10, num_test_videos=3)
+    out = generate_synthetic_benchmark(str(tmp_path / "bench"), spec)
+    meta = read_metadata(out)
+    shards = meta["splits"]["train"]["shards"]
+    assert len(shards) == 4 and len(meta["splits"]["test"]["shards"]) == 4
+    by_shard = [set(pq.read_table(os.path.join(out, s["file"]), columns=["video_id"]).column("video_id").to_pylist()) for s in shards]
+    # sharding does not change the rows
+    assert set().union(*by_shard) == {r["video_id"] for r in synthetic_rows("train", spec)}
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to "every rank reads every row"
+        for rank in range(2):
+            ds = load_grounding_dataset(out, "train", shuffle_buffer=None, rank=rank, world_size=2, equalize=None)
+            seen.append({r["video_id"] for r in ds})
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == set().union(*by_shard)
+    for ids in seen:  # each rank holds whole shards
+        assert ids == set().union(*[b for b in by_shard if b & ids])
+    with pytest.raises(ValueError, match="num_shards"):
+        SyntheticBenchmarkConfig(num_shards=0)
+
+
 def test_bad_settings_raise():
     with pytest.raises(ValueError, match="stats"):
         SyntheticBenchmarkConfig(stats="nope")

@@ -24,6 +24,7 @@ from modeling_mscl.hub.publish import (
     publish_model,
     push_dataset,
     push_folder,
+    scrub_local_paths,
     validate_repo_id,
 )
 from modeling_mscl.metrics import recall_at_tiou
@@ -82,9 +83,18 @@ def make_trained_folder(root: Path, step: int = 8, seed: int = 0) -> Path:
     (root / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (root / "predictions.jsonl").write_text('{"query_id": "q0", "moments": []}\n')
     (root / "training_config.json").write_text(
-        json.dumps({"options": {"max_eval_videos": None}, "eval_split": "test", "config": cfg.to_dict()}, indent=2) + "\n"
+        json.dumps({"options": {"max_eval_videos": None, "output_dir": str(root), "dataset": None},
+                    "dataset": "/home/someone/.cache/mscl/synthetic-v2-0123", "eval_split": "test",
+                    "training_arguments": {"logging_dir": str(root / "runs"), "hub_model_id": "org/mscl-debug"},
+                    "config": cfg.to_dict()}, indent=2) + "\n"
     )
     return root
+
+
+def test_scrub_local_paths():
+    data = {"a": "/srv/x/run-1/", "b": ["~/data/tacos", "data/tacos", "org/name", 3, None], "c": {"d": "/"}}
+    assert scrub_local_paths(data) == {"a": "<local>/run-1", "b": ["<local>/tacos", "data/tacos", "org/name", 3, None],
+                                       "c": {"d": "<local>"}}
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +314,12 @@ def test_publish_debug_checkpoint_and_load_it_without_the_package(fake_hub, trai
     assert config["custom_pipelines"]["video-temporal-grounding"]["impl"] == "pipeline_mscl.MSCLGroundingPipeline"
     assert config["preset"] == "debug"
     assert files["metrics.json"] == (trained_run / "metrics.json").read_bytes()
+    # local folders of the trainer are not published; everything else of training_config.json is
+    published, local = json.loads(files["training_config.json"]), json.loads((trained_run / "training_config.json").read_text())
+    assert published["dataset"] == "<local>/synthetic-v2-0123"
+    assert published["options"]["output_dir"] == "<local>/mscl-debug"
+    assert published["training_arguments"] == {"logging_dir": "<local>/runs", "hub_model_id": "org/mscl-debug"}
+    assert published["config"] == local["config"] and str(trained_run) not in files["training_config.json"].decode()
     metrics = json.loads(files["metrics.json"])
     assert _card_model_index(files["README.md"].decode()) == _metric_entries(metrics)
 

@@ -216,6 +216,10 @@ class SyntheticBenchmarkConfig:
         token_noise: per-dimension std of the per-occurrence noise added to word vectors.
         near_duplicate_prob: probability that a video with ≥ 2 queries holds a near-duplicate pair.
         extra_events_mean: Poisson mean of unannotated distractor events per video.
+        num_shards: parquet shards per split (the shard count is a multiple of it). Streaming splits
+            whole shards across processes, so it must be a multiple of the training world size; the
+            default 4 serves 1, 2 or 4 processes (with fewer shards than ranks the loader falls back,
+            with a warning, to every rank reading every row). Sharding does not change any row.
     """
 
     seed: int = 0
@@ -243,6 +247,7 @@ class SyntheticBenchmarkConfig:
     token_noise: float = 0.05
     near_duplicate_prob: float = 0.5
     extra_events_mean: float = 0.5
+    num_shards: int = 4
 
     def __post_init__(self):
         if self.stats not in STATS_NAMES:
@@ -250,7 +255,7 @@ class SyntheticBenchmarkConfig:
         for name in ("num_train_videos", "num_test_videos"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("video_dim", "text_dim", "min_steps", "num_verbs", "num_objects", "num_modifiers", "mixing_hidden"):
+        for name in ("video_dim", "text_dim", "min_steps", "num_verbs", "num_objects", "num_modifiers", "mixing_hidden", "num_shards"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps < self.min_steps:
@@ -515,7 +520,10 @@ def generate_synthetic_benchmark(
         if spec.num_videos(split) == 0:
             continue
         rows = (_schema_row(r) for r in synthetic_rows(split, spec))
-        write_grounding_dataset(rows, out_dir, split, spec.video_dim, spec.text_dim, overwrite=overwrite, summary=summary)
+        write_grounding_dataset(
+            rows, out_dir, split, spec.video_dim, spec.text_dim, overwrite=overwrite, summary=summary,
+            min_shards=spec.num_shards,
+        )
     return os.path.abspath(out_dir)
 
 

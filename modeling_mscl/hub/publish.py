@@ -25,7 +25,8 @@ folder given is a checkpoint (it has ``ema.safetensors``), its EMA parameters ov
 The exported folder holds ``model.safetensors``, ``config.json`` with ``auto_map`` and
 ``custom_pipelines`` (the ``video-temporal-grounding`` pipeline), the flat source files that
 ``trust_remote_code`` needs (configuration, modeling, losses, NMS, processing, text embedding,
-pipeline), ``README.md`` (the model card of :mod:`.cards`), ``metrics.json`` and ``training_config.json``.
+pipeline), ``README.md`` (the model card of :mod:`.cards`), ``metrics.json`` and ``training_config.json``
+(with absolute local paths reduced to ``<local>/<last component>``, see :func:`scrub_local_paths`).
 Every file is a deterministic function of the inputs, so exporting and pushing the same checkpoint twice
 makes no new commit.
 
@@ -368,6 +369,26 @@ def _read_training_config(path: Optional[Path]) -> Dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+LOCAL_PATH_MARKER = "<local>"
+
+
+def scrub_local_paths(obj: Any) -> Any:
+    """Replace every absolute filesystem path in a JSON-like object by ``<local>/<last component>``.
+
+    ``training_config.json`` records the run's dataset folder, output and logging folders; published as is
+    it would leak the trainer's directory layout (user names, mount points). The last component keeps what
+    matters (e.g. ``synthetic-v2-<fingerprint>``); Hub repo ids and relative paths are left alone.
+    """
+    if isinstance(obj, dict):
+        return {k: scrub_local_paths(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [scrub_local_paths(v) for v in obj]
+    if isinstance(obj, str) and (os.path.isabs(obj) or obj.startswith("~")) and "\n" not in obj:
+        tail = os.path.basename(os.path.normpath(os.path.expanduser(obj)))
+        return f"{LOCAL_PATH_MARKER}/{tail}" if tail else LOCAL_PATH_MARKER
+    return obj
+
+
 def _evaluation_note(training_config: Dict[str, Any], metrics: Optional[CheckpointMetrics]) -> Optional[str]:
     limit = (training_config.get("options") or {}).get("max_eval_videos")
     if metrics is not None and limit:
@@ -455,7 +476,9 @@ def export_model(
         if metrics_path is not None:
             shutil.copyfile(metrics_path, staging / METRICS_NAME)
         if source.training_config_path is not None:
-            shutil.copyfile(source.training_config_path, staging / TRAINING_CONFIG_NAME)
+            with open(staging / TRAINING_CONFIG_NAME, "w", encoding="utf-8") as f:
+                json.dump(scrub_local_paths(training_config), f, indent=2)
+                f.write("\n")
         if include_predictions and source.predictions_path is not None:
             shutil.copyfile(source.predictions_path, staging / PREDICTIONS_NAME)
         split = (metrics_obj.split if metrics_obj is not None else None) or training_config.get("eval_split")
