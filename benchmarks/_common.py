@@ -224,11 +224,43 @@ def code_fingerprint(*extra_files: str) -> str:
     return h.hexdigest()
 
 
+# (wall time, busy CPU seconds of the whole machine, CPU seconds of this process and its waited-for children)
+_CPU_SNAPSHOTS: List[tuple] = []
+
+
+def _cpu_snapshot() -> Optional[tuple]:
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = (sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)) / hz  # all but idle and iowait
+    own = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    return time.time(), busy, own
+
+
 def load_average() -> Optional[List[float]]:
+    """The 1/5/15-minute load averages; also records a CPU-time snapshot for :func:`load_note`."""
+    snap = _cpu_snapshot()
+    if snap is not None:
+        _CPU_SNAPSHOTS.append(snap)
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def other_cpu_load() -> Optional[float]:
+    """Cores kept busy by *other* processes between the first and the last :func:`load_average` call
+    (machine busy time minus this process's and its finished workers' CPU time, per wall second)."""
+    if len(_CPU_SNAPSHOTS) < 2:
+        return None
+    (t0, busy0, own0), (t1, busy1, own1) = _CPU_SNAPSHOTS[0], _CPU_SNAPSHOTS[-1]
+    if t1 - t0 < 1.0:
+        return None
+    return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
 
 
 def gemm_gflops(rows: int = 4608, inner: int = 256, cols: int = 1024, repeats: int = 10) -> Dict[str, float]:
@@ -293,6 +325,11 @@ def load_note(load_before: Optional[List[float]], load_after: Optional[List[floa
     thread count), which are subtracted; the load before it is taken as is.
     """
     cores = os.cpu_count() or 1
+    others = other_cpu_load()
+    if others is not None:  # measured: better than load averages, which lag a previous run by minutes
+        if others > 0.25:
+            return f"measured while the machine was shared (other processes used {others:.2f} of {cores} cores on average)"
+        return f"quiet machine (other processes used {others:.2f} of {cores} cores on average)"
     if own_threads is None:
         torch = sys.modules.get("torch")
         own_threads = torch.get_num_threads() if torch is not None else 0

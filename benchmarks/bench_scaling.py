@@ -30,6 +30,7 @@ def main(argv=None):
     parser.add_argument("--queries", type=int, default=4, help="queries per video (fixed)")
     parser.add_argument("--bf16", action="store_true", help="run under bf16 autocast")
     parser.add_argument("--in-process", action="store_true", help="run the measurements in this process")
+    parser.add_argument("--name", default=None, help="results file name (default scaling[_quick])")
     args = parser.parse_args(argv)
     device = C.resolve_device(args.device)
     preset = args.preset or ("debug" if args.quick else "mad_clip")
@@ -76,7 +77,11 @@ def main(argv=None):
     data = {"benchmark": "scaling", "machine": info, "load_before": load_before, "load_after": load_after,
             "load_note": C.load_note(load_before, load_after), "preset": preset, "base_length": base,
             "queries": args.queries, "repeats": repeats, "quick": args.quick, "ratios": ratios, "results": results}
-    C.write_results("scaling_quick" if args.quick else "scaling", data, md, args.out, not args.no_write)
+    malloc_env = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    if malloc_env:  # allocator settings inherited by the worker processes
+        data["malloc_env"] = malloc_env
+        md += "\nglibc allocator settings of this run: " + ", ".join(f"`{k}={v}`" for k, v in sorted(malloc_env.items())) + ".\n"
+    C.write_results(args.name or ("scaling_quick" if args.quick else "scaling"), data, md, args.out, not args.no_write)
     return data
 
 

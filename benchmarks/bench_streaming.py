@@ -140,7 +140,11 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--sizes", nargs="+", default=None, help=f"subset of {list(SIZES)}")
     parser.add_argument("--compression", default=None, help="parquet codec of the generated files (default: none)")
     parser.add_argument("--tmp", default=None, help="folder for the generated datasets (default: system temp)")
+    parser.add_argument("--consumption-only", action="store_true",
+                        help="only recompute the training-consumption table from results/streaming.json")
     args = parser.parse_args(argv)
+    if args.consumption_only:
+        return consumption_only(args)
     repeats = args.repeats or (1 if args.quick else 3)
     sizes = QUICK_SIZES if args.quick else SIZES
     if args.sizes:
@@ -193,6 +197,17 @@ def main(argv=None) -> Dict[str, Any]:
         shutil.rmtree(tmp_root, ignore_errors=True)
 
     load_after = _common.load_average()
+    data = {
+        "benchmark": "streaming", "results": results, "repeats": repeats, "compression": args.compression,
+        "machine": _common.machine_info("cpu"), "load_note": _common.load_note(load_before, load_after, own_threads=1),
+        "quick": bool(args.quick),
+    }
+    return report(data, args)
+
+
+def report(data: Dict[str, Any], args) -> Dict[str, Any]:
+    """Markdown tables of the decode rates and of the training consumption; writes both files."""
+    results = data["results"]
     base = {(r["size"]): r["rows_per_s"] for r in results if r["path"] == "hf-numpy"}
     rows = [
         (r["size"], f"{r['T']}×{r['D']}", r["rows"], r["path"], round(r["rows_per_s"], 2), round(r["feature_mb_per_s"], 1),
@@ -202,9 +217,11 @@ def main(argv=None) -> Dict[str, Any]:
     md = _common.markdown_table(["size", "T×D", "rows", "path", "rows/s", "feature MB/s", "first row ms", "vs hf-numpy"], rows)
     md += (
         "\n\nFeature MB/s counts the float32 video features only. Median of "
-        f"{repeats} full pass(es) after one warm-up pass; files in the page cache; compression: {args.compression or 'none'}."
+        f"{data['repeats']} full pass(es) after one warm-up pass; files in the page cache; "
+        f"compression: {data.get('compression') or 'none'}."
     )
-    consumption = {} if args.quick else training_consumption(args.out)
+    consumption = {} if data["quick"] else training_consumption(args.out)
+    data["consumption"] = consumption
     if consumption:
         best = {}
         for r in results:
@@ -224,12 +241,26 @@ def main(argv=None) -> Dict[str, Any]:
         md += ("\n\nWorst case: every sample of a batch from a different row. The slowest streaming reader above "
                "is compared, so the margin holds for any of them. `MSCLTrainer` reads the stream in the main process, "
                "so decoding time adds to the step time: 1 / margin is the fraction it adds in the worst case.\n")
-    data = {
-        "benchmark": "streaming", "results": results, "consumption": consumption, "machine": _common.machine_info("cpu"),
-        "load_note": _common.load_note(load_before, load_after), "quick": bool(args.quick),
-    }
-    _common.write_results("streaming" + ("_quick" if args.quick else ""), data, md, out_dir=args.out, write=not args.no_write)
+    if data.get("decode_command"):
+        md += (f"\nDecode rates measured by `{data['decode_command']}`; the consumption table recomputed from them and "
+               "the training-step results by `--consumption-only`.\n")
+    _common.write_results("streaming" + ("_quick" if data["quick"] else ""), data, md, out_dir=args.out, write=not args.no_write)
     return data
+
+
+def consumption_only(args) -> Dict[str, Any]:
+    """Re-make the report from ``<out>/streaming.json`` with the current training-step results (no decoding)."""
+    import json
+
+    path = os.path.join(args.out, "streaming.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"--consumption-only needs {path}: run the benchmark first")
+    with open(path) as fh:
+        data = json.load(fh)
+    data.setdefault("repeats", data["results"][0].get("repeats"))
+    data["decode_command"] = data.pop("decode_command", None) or data.pop("command", None)
+    data.pop("command", None)
+    return report(data, args)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ and query word counts drawn from the real TACoS training annotations when they a
 stand-ins otherwise), random C3D/GloVe-sized features. A step = forward (all loss terms) + backward +
 gradient clipping (1.0) + SnAG's AdamW step (``modeling_mscl.training.optim.create_adamw``) + zero_grad.
 Each variant runs in a fresh process: 1 warm-up step, then the median of ``--repeats`` steps; peak RSS is
-that process's. A third row repeats the default step with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed at 64 KiB,
+that process's. Besides the step with and without the contrastive terms, the default step is repeated with
+activation checkpointing (fusion + heads recomputed level by level in the backward pass,
+``model.activation_checkpointing_enable()``) and with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed at 64 KiB,
 which returns freed activation buffers to the OS (the default adaptive threshold keeps them in the heap).
 
 Other presets use random stand-in shapes; ``--full-windows`` makes every video fill the training
@@ -35,13 +37,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
 
 TRAIN_ANNOTATIONS = os.path.join(os.path.dirname(C.REPO), "shared", "data", "annotations", "tacos", "train.json")
-# name -> (config overrides, extra environment of the worker process)
+# name -> (config overrides, extra environment of the worker process, activation checkpointing)
+_MMAP = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 VARIANTS = {
-    "without contrastive": ({"within_loss_weight": 0.0, "cross_loss_weight": 0.0}, {}),
-    "with contrastive (default)": ({}, {}),
+    "without contrastive": ({"within_loss_weight": 0.0, "cross_loss_weight": 0.0}, {}, False),
+    "with contrastive (default)": ({}, {}, False),
+    "with contrastive, activation checkpointing": ({}, {}, True),
     # glibc's default mmap threshold adapts upwards, after which freed activation buffers stay in the heap
     # (counted in RSS); a fixed threshold returns every large buffer to the OS when it is freed
-    "with contrastive, MALLOC_MMAP_THRESHOLD_=65536": ({}, {"MALLOC_MMAP_THRESHOLD_": "65536"}),
+    "with contrastive, MALLOC_MMAP_THRESHOLD_=65536": ({}, _MMAP, False),
+    "with contrastive, activation checkpointing + MALLOC_MMAP_THRESHOLD_=65536": ({}, _MMAP, True),
 }
 
 
@@ -117,6 +122,8 @@ def worker(args):
     overrides = json.loads(args.overrides)
     config = MSCLConfig.from_preset(args.preset, **overrides)
     model = MSCLForTemporalGrounding(config).to(args.device).train()
+    if args.activation_checkpointing:
+        model.activation_checkpointing_enable()
     optimizer = create_adamw(model, config.learning_rate, config.weight_decay, config.module_learning_rates)
     shapes = real_shapes(TRAIN_ANNOTATIONS) if not args.quick and args.preset.startswith("tacos") else None
     batch = make_batch(config, args.videos, args.queries_per_video, args.seed, shapes, args.full_windows)
@@ -155,6 +162,8 @@ def main(argv=None):
     parser.add_argument("--in-process", action="store_true", help="run the measurements in this process")
     parser.add_argument("--worker", action="store_true", help=C.argparse.SUPPRESS)
     parser.add_argument("--overrides", default="{}", help=C.argparse.SUPPRESS)
+    parser.add_argument("--activation-checkpointing", action="store_true", help=C.argparse.SUPPRESS)
+    parser.add_argument("--variants", default=None, help="comma-separated indices (0-based) of the variants to run")
     args = parser.parse_args(argv)
     device = C.resolve_device(args.device)
     args.preset = args.preset or ("debug" if args.quick else "tacos_c3d")
@@ -169,13 +178,14 @@ def main(argv=None):
     info = C.machine_info(device)
     load_before = C.load_average()
     results = {}
-    for name, (overrides, env) in VARIANTS.items():
-        if args.in_process and env:
+    chosen = [int(i) for i in args.variants.split(",")] if args.variants else range(len(VARIANTS))
+    for index, (name, (overrides, env, checkpointing)) in enumerate(VARIANTS.items()):
+        if index not in chosen or (args.in_process and env):
             continue  # an allocator setting needs a fresh process
         wargs = ["--overrides", json.dumps(overrides), "--repeats", str(args.repeats), "--seed", str(args.seed),
                  "--device", device, "--preset", args.preset, "--videos", str(args.videos),
                  "--queries-per-video", str(args.queries_per_video)] + (["--quick"] if args.quick else []) \
-            + (["--full-windows"] if args.full_windows else [])
+            + (["--full-windows"] if args.full_windows else []) + (["--activation-checkpointing"] if checkpointing else [])
         if args.threads:
             wargs += ["--threads", str(args.threads)]
         print(f"[{name}] ...", flush=True)
@@ -183,8 +193,8 @@ def main(argv=None):
         print(f"[{name}] {results[name]['median_s']:.2f} s, peak RSS {results[name]['peak_rss_mb']:.0f} MB", flush=True)
     load_after = C.load_average()
 
-    off, on = results["without contrastive"], results["with contrastive (default)"]
-    overhead = on["median_s"] / off["median_s"] - 1.0
+    off, on = results.get("without contrastive"), results.get("with contrastive (default)")
+    overhead = on["median_s"] / off["median_s"] - 1.0 if off and on else None
     rows = [[name, f"{r['median_s']:.2f}", f"{r['min_s']:.2f}", f"{r['peak_rss_mb'] / 1024:.2f}",
              f"{(r['peak_rss_mb'] - r.get('start_rss_mb', 0)) / 1024:.2f}"] for name, r in results.items()]
     md = C.markdown_table(["variant", "step median (s)", "step min (s)", "peak RSS (GB)", "peak − start RSS (GB)"], rows)
@@ -193,7 +203,8 @@ def main(argv=None):
                   else "random valid lengths")
     md += (f"\n\n`{args.preset}`, {args.videos} videos × {args.queries_per_video} queries, videos padded to the training "
            f"length ({shape_note}); forward + backward + clip + AdamW; median of {args.repeats} step(s) after 1 warm-up step, each variant "
-           f"in a fresh process. Contrastive terms add {100 * overhead:+.1f}% to the step time (target ≤ +10%). "
+           "in a fresh process. "
+           + (f"Contrastive terms add {100 * overhead:+.1f}% to the step time (target ≤ +10%). " if overhead is not None else "")
            + ("Reference implementation on its CPU (§10): 13.4 s and 10.1 GB peak RSS for the same step.\n"
               if args.preset == "tacos_c3d" and (args.videos, args.queries_per_video) == (4, 4) else "\n"))
     if args.in_process:
@@ -201,7 +212,7 @@ def main(argv=None):
     data = {"benchmark": "training_step", "machine": info, "load_before": load_before, "load_after": load_after,
             "load_note": C.load_note(load_before, load_after), "preset": args.preset, "videos": args.videos,
             "queries_per_video": args.queries_per_video, "full_windows": args.full_windows, "repeats": args.repeats,
-            "quick": args.quick, "step_s": results["with contrastive (default)"]["median_s"],
+            "quick": args.quick, "step_s": on["median_s"] if on else None,
             "contrastive_overhead": overhead, "results": results}
     name = args.name or ("training_step_quick" if args.quick else "training_step")
     C.write_results(name, data, md, args.out, not args.no_write)

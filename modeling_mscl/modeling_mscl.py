@@ -590,7 +590,10 @@ class MSCLPreTrainedModel(PreTrainedModel):
     config_class = MSCLConfig
     base_model_prefix = "mscl"
     main_input_name = "video_features"
-    supports_gradient_checkpointing = False
+    # activation checkpointing (`model.activation_checkpointing_enable()` / TrainingArguments(activation_checkpointing=True))
+    # recomputes fusion + heads level by level in the backward pass: their per-query activations are
+    # most of a training step's memory (see MSCLForTemporalGrounding.fuse_and_predict)
+    supports_gradient_checkpointing = True
     # the forward takes no **kwargs; stated explicitly so the Trainer never scales the loss itself
     accepts_loss_kwargs = False
     _no_split_modules = ["VideoBlock", "TextBlock", "FusionLayer"]
@@ -644,6 +647,8 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         self.reg_head = MSCLHead(config, 2, num_levels=config.num_pyramid_levels)
         # EMA of the positive count per optimiser step (SnAG §3); saved with the weights
         self.register_buffer("loss_normalizer", torch.tensor(float(config.loss_normalizer_init)), persistent=True)
+        # set by activation_checkpointing_enable(), with self._gradient_checkpointing_func
+        self.gradient_checkpointing = False
         self.post_init()
 
     # ----------------------------------------------------------------------------------------
@@ -716,15 +721,30 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         """``(N, L, Dt)`` → ``(N, L+1, D)`` and its mask."""
         return self.text_encoder(text_features, text_mask)
 
+    def _fuse_level(self, x, m, text, text_mask, query_video_index, level: int):
+        f, fm = self.fusion(x, m, text, text_mask, query_video_index)
+        return f, fm, self.cls_head(f, fm, level)[..., 0], self.reg_head(f, fm, level)
+
     def fuse_and_predict(self, levels, level_masks, text, text_mask, query_video_index):
-        """Fusion + heads on every level; returns per-level fused features, logits, offsets, masks."""
+        """Fusion + heads on every level; returns per-level fused features, logits, offsets, masks.
+
+        With activation checkpointing on (training only), each level's fusion + heads keep only their
+        inputs for the backward pass and are recomputed there: the per-query activations of the fusion
+        FFNs and the head convs (N queries × all pyramid points × several C) are then never all alive.
+        """
+        checkpointed = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         fused, logits, offsets, masks = [], [], [], []
         for level, (x, m) in enumerate(zip(levels, level_masks)):
-            f, fm = self.fusion(x, m, text, text_mask, query_video_index)
+            if checkpointed:
+                f, fm, logit, offset = self._gradient_checkpointing_func(
+                    self._fuse_level, x, m, text, text_mask, query_video_index, level
+                )
+            else:
+                f, fm, logit, offset = self._fuse_level(x, m, text, text_mask, query_video_index, level)
             fused.append(f)
             masks.append(fm)
-            logits.append(self.cls_head(f, fm, level)[..., 0])
-            offsets.append(self.reg_head(f, fm, level))
+            logits.append(logit)
+            offsets.append(offset)
         return fused, logits, offsets, masks
 
     # ----------------------------------------------------------------------------------------

@@ -279,6 +279,39 @@ def test_all_terms_give_finite_gradients_everywhere():
     assert sum(float(p.grad.abs().sum()) for p in model.parameters()) > 0
 
 
+def test_activation_checkpointing_gives_the_same_loss_and_gradients():
+    # with dropout and drop-path on: the recompute must replay the same random masks
+    cfg = tiny_config(hidden_dropout=0.1, drop_path=0.1)
+    torch.manual_seed(0)
+    model = MSCLForTemporalGrounding(cfg).train()
+    batch = make_batch(cfg, torch.Generator().manual_seed(5))
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(123)
+        out = model(**batch, contrastive_seeds=torch.tensor([1, 2]))
+        out.loss.backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    plain, plain_grads = run()
+    model.activation_checkpointing_enable()
+    assert model.is_activation_checkpointing and model.gradient_checkpointing
+    calls = []
+    func = model._gradient_checkpointing_func
+    model._gradient_checkpointing_func = lambda *a, **k: calls.append(a[-1]) or func(*a, **k)
+    ckpt, ckpt_grads = run()
+    assert calls == list(range(cfg.num_pyramid_levels))  # every level went through the checkpoint
+    for term in ("loss", "loss_cls", "loss_reg", "loss_within", "loss_cross"):
+        torch.testing.assert_close(getattr(ckpt, term), getattr(plain, term), rtol=1e-6, atol=0)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(ckpt_grads[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+    # no effect outside training: inference takes the plain path
+    calls.clear()
+    with torch.no_grad():
+        model.eval()(**batch)
+    assert calls == []
+
+
 def test_contrastive_draws_are_keyed_per_video_not_per_batch():
     # with reduction "sum", the batch's contrastive sums equal the sums of each video on its own
     cfg = tiny_config(contrastive_reduction="sum")

@@ -84,6 +84,29 @@ def test_accumulation_equals_one_big_batch(rows, tmp_path):
         torch.testing.assert_close(acc.ema.shadow[n], beta * start[n] + (1 - beta) * p.detach(), rtol=1e-5, atol=1e-7)
 
 
+def test_activation_checkpointing_flag_reaches_the_trainer_and_keeps_gradients(rows, tmp_path):
+    from modeling_mscl.training.args import build_parser, build_training_arguments, options_from_args
+
+    options, _ = options_from_args(build_parser().parse_args(["--activation-checkpointing", "--output-dir", str(tmp_path)]))
+    assert options.activation_checkpointing
+
+    class Schedule:  # the fields build_training_arguments reads
+        per_device_batch_size, gradient_accumulation_steps, max_steps, steps_per_epoch, warmup_steps = 2, 1, 1, 1, 0
+
+    assert build_training_arguments(options, _config(), Schedule()).activation_checkpointing
+    config = _config()
+    _, plain, _ = _run(rows, config, tmp_path / "plain", batch=2, accumulation=1)
+    model = _model(config)
+    data = TrainingSampleDataset(rows, config, samples_per_epoch=4, num_epochs=1, sample_shuffle_buffer=0)
+    grab = GradGrab()
+    trainer = MSCLTrainer(model=model, args=_args(tmp_path / "ckpt", per_device_train_batch_size=2, activation_checkpointing=True),
+                          train_dataset=data, data_collator=TrainingCollator(config), callbacks=[grab])
+    trainer.train()
+    assert model.is_activation_checkpointing
+    for n, g in plain.items():
+        torch.testing.assert_close(grab.grads[n], g, rtol=1e-5, atol=1e-7, msg=n)
+
+
 def test_checkpoint_carries_ema_and_normalizer(rows, tmp_path):
     from safetensors.torch import load_file
 

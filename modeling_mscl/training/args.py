@@ -58,6 +58,8 @@ class TrainingOptions:
         mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` autocast (default: ``accelerate launch
             --mixed_precision``'s choice, else ``"no"``).
         report_to: ``TrainingArguments.report_to`` (``"none"``, ``"tensorboard"``, ``"wandb"``, ...).
+        activation_checkpointing: recompute fusion + heads level by level in the backward pass
+            (``TrainingArguments.activation_checkpointing``): less memory, a slower step (see README, Performance).
         progress: tqdm bars for training and evaluation.
         benchmark: generator options of the synthetic benchmark (when ``dataset`` is ``None``).
     """
@@ -83,6 +85,7 @@ class TrainingOptions:
     num_threads: Optional[int] = None
     report_to: str = "none"
     mixed_precision: Optional[str] = None
+    activation_checkpointing: bool = False
     progress: bool = True
     benchmark: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -181,6 +184,8 @@ def build_parser(prog: Optional[str] = None, ablation: bool = False) -> argparse
     parser.add_argument("--backend", choices=("datasets", "pyarrow"), default="datasets", help="streaming reader")
     parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=None,
                         help="autocast precision (default: the accelerate launcher's --mixed_precision, else no)")
+    parser.add_argument("--activation-checkpointing", action="store_true",
+                        help="recompute fusion + heads in the backward pass (less memory, slower steps)")
     parser.add_argument("--report-to", default="none", help="TrainingArguments.report_to (tensorboard, wandb, ...)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process (default: automatic)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -217,6 +222,7 @@ def options_from_args(args: argparse.Namespace) -> Tuple[TrainingOptions, Dict[s
         num_threads=args.threads,
         report_to=args.report_to,
         mixed_precision=args.mixed_precision,
+        activation_checkpointing=bool(getattr(args, "activation_checkpointing", False)),
         progress=not args.no_progress,
     )
     for key, value in option_overrides.items():
@@ -270,6 +276,7 @@ def build_training_arguments(options: TrainingOptions, config, schedule, **extra
         use_cpu=not torch.cuda.is_available(),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
+        activation_checkpointing=options.activation_checkpointing,
     )
     kwargs.update(extra)
     return TrainingArguments(**kwargs)
