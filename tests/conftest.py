@@ -108,6 +108,18 @@ def _fh_clear_client_caches():
 # ======================================================================================================
 # BEGIN training: one default run per test session (tests/test_training_run.py)
 # ======================================================================================================
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny-tensor tests (use with ``pytestmark``): faster, and much
+    faster when other jobs share the cores; the previous setting is restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def trained_debug_run(tmp_path_factory):
     """``python train_scripts/run.py`` with no training arguments — the ``debug`` preset on the bundled

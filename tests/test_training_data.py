@@ -20,13 +20,7 @@ from modeling_mscl.training.data import (
 SPEC = dict(num_train_videos=12, num_test_videos=0, min_steps=40, max_steps=120)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread is faster, and much faster when other jobs share the cores
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ from modeling_mscl.training.trainer import all_reduce_sum, step_contrastive_norm
 B = 2  # videos per process
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread is faster, and much faster when other jobs share the cores
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config():

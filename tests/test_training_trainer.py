@@ -11,13 +11,7 @@ from modeling_mscl.training import MSCLTrainer, TrainingCollator, TrainingSample
 from modeling_mscl.training.ema import EMA_WEIGHTS_NAME
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread is faster, and much faster when other jobs share the cores
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(**kw):
