@@ -208,16 +208,16 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def code_fingerprint(*extra_files: str) -> str:
-    """Hash of the model's code — the flat files of ``modeling_mscl/`` and the presets — and of
-    ``extra_files``: results cached by a long benchmark are reused only by the same model code."""
+def code_fingerprint() -> str:
+    """Hash of the model's code — the flat files of ``modeling_mscl/`` and the presets: results cached
+    by a long benchmark are reused only by the same model code."""
     import glob
     import hashlib
 
     h = hashlib.blake2b(digest_size=8)
     package = os.path.join(REPO, "modeling_mscl")
     files = sorted(glob.glob(os.path.join(package, "*.py")) + glob.glob(os.path.join(package, "presets", "*.json")))
-    for path in files + [os.path.abspath(f) for f in extra_files]:
+    for path in files:
         h.update(os.path.relpath(path, REPO).encode())
         with open(path, "rb") as fh:
             h.update(fh.read())
