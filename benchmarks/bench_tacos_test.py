@@ -96,6 +96,8 @@ def _baseline_video(model, video, text):
     import torch
     import torch.nn.functional as F
 
+    from modeling_mscl import post_process_grounding
+
     cfg = model.config
     t_valid = video.shape[0]
     # TACoS: 2304 = max_video_length = min_chunk (reference §5.2)
@@ -109,7 +111,7 @@ def _baseline_video(model, video, text):
     for q in text:
         enc, enc_mask = model.encode_text(q[None], torch.ones(1, q.shape[0], dtype=torch.bool, device=q.device))
         _, logits, offsets, masks = model.fuse_and_predict(levels, level_masks, enc, enc_mask, index)
-        out.extend(model.decode(logits, offsets, masks))
+        out.extend(post_process_grounding((logits, offsets, masks), cfg))
     return out
 
 

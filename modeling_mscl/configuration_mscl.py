@@ -289,9 +289,16 @@ class MSCLConfig(PretrainedConfig):
 
     # ------------------------------------------------------------------------------------------
     @property
+    def level_strides(self) -> List[int]:
+        """Stride of each pyramid level on the model grid: level ``l`` has stride ``2^l`` (the first
+        branch block keeps the length, every later one halves it). The only place this rule is written;
+        the model, the losses, decoding and the data pipeline read it from here."""
+        return [2**level for level in range(self.num_pyramid_levels)]
+
+    @property
     def pyramid_stride(self) -> int:
         """Stride of the coarsest level on the model grid."""
-        return 2 ** (self.num_pyramid_levels - 1)
+        return self.level_strides[-1]
 
     @property
     def regression_ranges(self) -> List[List[float]]:

@@ -1,6 +1,17 @@
 # Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
 """MSCL: SnAG's video-centric grounding model with the paper's multi-scale contrastive losses.
 
+Where things are (the flat ``*_mscl.py`` files travel with every checkpoint and import only each other):
+
+* this file — the network: building blocks, video / text encoders, fusion, heads, and
+  :class:`MSCLForTemporalGrounding` (``forward`` for training batches, ``ground`` for inference);
+* :mod:`.losses_mscl` — :class:`MSCLLoss` (Eq. 13: label assignment, focal + DIoU, the contrastive draw
+  and Eq. 11 / 12, every reduction including the distributed ones), called by ``forward``;
+* :mod:`.processing_mscl` — :func:`post_process_grounding` (decoding + Soft-NMS + voting, grid → seconds),
+  the time mapping, and the input checks shared by ``forward``, ``ground``, the pipeline and the collator;
+* :mod:`.configuration_mscl` — :class:`MSCLConfig`, the single source of the hyperparameters
+  (including the pyramid's ``level_strides``).
+
 Layout: every tensor is batch-first and channels-last, ``(batch, time, channels)``. SnAG itself is
 channels-first; :mod:`modeling_mscl.convert_snag` maps its weights onto these modules.
 
@@ -12,27 +23,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_mscl import MSCLConfig
-from .losses_mscl import (
-    assign_labels,
-    contrastive_negative_candidates,
-    contrastive_positive_mask,
-    cross_scale_contrastive_loss,
-    draw_negatives,
-    iou_loss_1d,
-    sigmoid_focal_loss,
-    within_scale_contrastive_loss,
+from .losses_mscl import MSCLLoss
+from .processing_mscl import (
+    TimeMapping,
+    as_feature_tensor,
+    post_process_grounding,
+    validate_grounding_batch,
+    validate_query_features,
+    validate_video_features,
 )
-from .nms_mscl import soft_nms_with_voting
 
 # --------------------------------------------------------------------------------------------
 # outputs
@@ -43,19 +51,32 @@ from .nms_mscl import soft_nms_with_voting
 class MSCLOutput(ModelOutput):
     """Output of :class:`MSCLForTemporalGrounding`.
 
+    Shapes: ``B`` videos, ``N`` queries, ``T_l`` points of pyramid level ``l`` (``T_0`` = the model grid,
+    the input length divided by ``video_input_stride``), ``T`` = ``T_0``, ``L`` text tokens, ``C`` =
+    ``hidden_size``, ``D`` = ``text_hidden_size``. Per-level fields are tuples with one entry per level.
+
     Args:
-        loss: Eq. 13, ``loss_cls + ρ_reg·loss_reg + ρ_within·loss_within + ρ_cross·loss_cross``.
-        loss_cls / loss_reg: focal and (D)IoU sums divided by the EMA positive-count normaliser.
-        loss_within / loss_cross: contrastive terms (Eq. 11, Eq. 12) after the configured reduction.
+        loss: ``()`` Eq. 13, ``loss_cls + ρ_reg·loss_reg + ρ_within·loss_within + ρ_cross·loss_cross``
+            (only with ``labels``, as every loss field).
+        loss_cls: ``()`` focal sum divided by the EMA positive-count normaliser.
+        loss_reg: ``()`` (D)IoU sum over the positives divided by the same normaliser.
+        loss_within: ``()`` within-scale contrastive term (Eq. 11) after ``contrastive_reduction``.
+        loss_cross: ``()`` cross-scale contrastive term (Eq. 12) after ``contrastive_reduction``.
         logits: per level ``(N, T_l)`` classification logits.
         offsets: per level ``(N, T_l, 2)`` distances to (start, end) in units of the level's stride.
-        masks: per level ``(N, T_l)`` validity of the points.
-        num_positives: positive points of this micro-batch (feeds :meth:`update_loss_normalizer`).
-        num_contrastive_pairs: ``(2,)`` (within, cross) (anchor, positive) pair counts.
-        text_hidden_states: ``(N, L+1, D)`` text encoder output (token 0 = background token).
+        masks: per level ``(N, T_l)`` bool validity of the points.
+        num_positives: ``()`` long, positive points of this micro-batch (feeds
+            :meth:`MSCLForTemporalGrounding.update_loss_normalizer`).
+        num_contrastive_pairs: ``(2,)`` long, (within, cross) (anchor, positive) pair counts.
+        text_hidden_states: ``(N, L+1, D)`` text encoder output (token 0 = background / pooled token).
+        text_mask: ``(N, L+1)`` bool validity of ``text_hidden_states``.
         video_hidden_states: per level ``(B, T_l, C)`` pre-fusion pyramid (the paper's Z^1..Z^L).
         video_embeddings: ``(B, T, C)`` convolutional embedding (the paper's Z^0).
+        video_masks: per level ``(B, T_l)`` bool validity of ``video_hidden_states``.
         fused_hidden_states: per level ``(N, T_l, C)`` text-conditioned features before the heads.
+
+    The hidden-state fields (``text_hidden_states`` to ``fused_hidden_states``) are filled with
+    ``output_hidden_states=True`` only.
     """
 
     loss: Optional[torch.Tensor] = None
@@ -400,8 +421,10 @@ class MSCLVideoEncoder(nn.Module):
         self.embed_convs = nn.ModuleList(convs)
         self.embed_norms = nn.ModuleList(norms)
         self.stem = nn.ModuleList(VideoBlock(config, 1) for _ in range(config.num_stem_blocks))
+        # block l downsamples from level l-1's stride to level l's (the first keeps the embedding's grid)
+        strides = config.level_strides
         self.branch = nn.ModuleList(
-            VideoBlock(config, 1 if i == 0 else 2) for i in range(config.num_pyramid_levels)
+            VideoBlock(config, 1 if i == 0 else strides[i] // strides[i - 1]) for i in range(config.num_pyramid_levels)
         )
         self._pe_cache = {}
 
@@ -588,7 +611,9 @@ class MSCLPreTrainedModel(PreTrainedModel):
     """Weight initialisation and Hub plumbing shared by MSCL models."""
 
     config_class = MSCLConfig
-    base_model_prefix = "mscl"
+    # no base model to strip or add when loading: MSCLForTemporalGrounding *is* the whole network, so the
+    # prefix stays transformers' default "" (`model.base_model` is the model itself)
+    base_model_prefix = ""
     main_input_name = "video_features"
     # activation checkpointing (`model.activation_checkpointing_enable()` / TrainingArguments(activation_checkpointing=True))
     # recomputes fusion + heads level by level in the backward pass: their per-query activations are
@@ -629,8 +654,10 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
     """MSCL for video temporal grounding.
 
     ``forward`` takes a video-centric batch (B videos, N queries, each query pointing at its video)
-    and returns per-level logits/offsets and, with ``labels``, the four loss terms of Eq. 13.
-    :meth:`ground` runs inference on one whole video and any number of queries.
+    and returns per-level logits/offsets and, with ``labels``, the four loss terms of Eq. 13 computed
+    by :class:`~modeling_mscl.losses_mscl.MSCLLoss` (``self.criterion``). :meth:`ground` runs inference
+    on one whole video and any number of queries; its moments come from
+    :func:`~modeling_mscl.processing_mscl.post_process_grounding`.
 
     Example::
 
@@ -645,70 +672,14 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         self.fusion = MSCLFusion(config)
         self.cls_head = MSCLHead(config, 1)
         self.reg_head = MSCLHead(config, 2, num_levels=config.num_pyramid_levels)
-        # EMA of the positive count per optimiser step (SnAG §3); saved with the weights
+        # the loss (no parameters or buffers: it adds nothing to the state dict)
+        self.criterion = MSCLLoss(config)
+        # EMA of the positive count per optimiser step (SnAG §3), used by the criterion; a buffer of the
+        # model so that it is saved with the weights under the key "loss_normalizer"
         self.register_buffer("loss_normalizer", torch.tensor(float(config.loss_normalizer_init)), persistent=True)
         # set by activation_checkpointing_enable(), with self._gradient_checkpointing_func
         self.gradient_checkpointing = False
         self.post_init()
-
-    # ----------------------------------------------------------------------------------------
-    # input checks
-    # ----------------------------------------------------------------------------------------
-    def _check_inputs(self, video_features, video_mask, text_features, text_mask, query_video_index, labels):
-        cfg = self.config
-        if video_features.ndim != 3:
-            raise ValueError(f"video_features must be (B, T, {cfg.video_input_dim}), got shape {tuple(video_features.shape)}")
-        if video_features.shape[-1] != cfg.video_input_dim:
-            raise ValueError(
-                f"video feature dimension is {video_features.shape[-1]} but the model expects "
-                f"video_input_dim={cfg.video_input_dim}"
-            )
-        if video_features.shape[1] == 0:
-            raise ValueError("video_features has zero time steps")
-        if text_features.ndim != 3:
-            raise ValueError(f"text_features must be (N, L, {cfg.text_input_dim}), got shape {tuple(text_features.shape)}")
-        if text_features.shape[-1] != cfg.text_input_dim:
-            raise ValueError(
-                f"text feature dimension is {text_features.shape[-1]} but the model expects "
-                f"text_input_dim={cfg.text_input_dim}"
-            )
-        if video_mask.shape != video_features.shape[:2]:
-            raise ValueError(f"video_mask shape {tuple(video_mask.shape)} != video_features (B, T) {tuple(video_features.shape[:2])}")
-        if text_mask.shape != text_features.shape[:2]:
-            raise ValueError(f"text_mask shape {tuple(text_mask.shape)} != text_features (N, L) {tuple(text_features.shape[:2])}")
-        if text_features.shape[0] == 0:
-            raise ValueError("the batch holds no text query")
-        if not bool(video_mask.any(dim=1).all()):
-            raise ValueError("a video in the batch has no valid time step (empty video_mask row)")
-        if not bool(text_mask.any(dim=1).all()):
-            raise ValueError("a text query in the batch is empty (no valid token in text_mask)")
-        if not bool(torch.isfinite(video_features).all()):
-            raise ValueError("video_features contain NaN or inf")
-        if not bool(torch.isfinite(text_features).all()):
-            raise ValueError("text_features contain NaN or inf")
-        if query_video_index.shape != (text_features.shape[0],):
-            raise ValueError(
-                f"query_video_index must have one entry per query ({text_features.shape[0]}), got shape "
-                f"{tuple(query_video_index.shape)}"
-            )
-        bad = (query_video_index < 0) | (query_video_index >= video_features.shape[0])
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
-            raise ValueError(
-                f"query {i} points at video {int(query_video_index[i])}, but the batch has "
-                f"{video_features.shape[0]} video(s)"
-            )
-        if labels is not None:
-            if labels.shape != (text_features.shape[0], 2):
-                raise ValueError(f"labels must be (N, 2) segments, got shape {tuple(labels.shape)}")
-            if not bool(torch.isfinite(labels).all()):
-                raise ValueError("labels contain NaN or inf")
-            inverted = labels[:, 0] >= labels[:, 1]
-            if bool(inverted.any()):
-                i = int(inverted.nonzero()[0, 0])
-                raise ValueError(
-                    f"label of query {i} has start >= end ({float(labels[i, 0])} >= {float(labels[i, 1])})"
-                )
 
     # ----------------------------------------------------------------------------------------
     # building blocks of the forward, reusable by `ground`
@@ -761,7 +732,7 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         contrastive_normalizer: Optional[torch.Tensor] = None,
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
-    ) -> MSCLOutput:
+    ) -> Union[MSCLOutput, Tuple[torch.Tensor, ...]]:
         r"""
         Args:
             video_features: ``(B, T_in, Dv)`` clip features, zero-padded.
@@ -776,10 +747,13 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
             contrastive_seeds: ``(B,)`` int64 per-video seeds (from (seed, epoch, video id)) for
                 the query draw and the negatives; default: the global torch RNG.
             contrastive_normalizer: ``(2,)`` divisors for the (within, cross) sums when the reduction
-                is ``"mean"``. Default: this batch's pair counts, summed across processes and divided
-                by the world size under ``torch.distributed`` (so DDP's gradient averaging yields the
-                gradient of the global mean). A trainer accumulating gradients passes the count summed
-                over the micro-batches of the step, divided by the world size.
+                is ``"mean"``. Default: ``max(pairs, 1)`` of this batch, with the pairs summed across
+                processes and the divisor divided by the world size under ``torch.distributed`` in
+                training mode (so DDP's gradient averaging yields the gradient of the global mean). A
+                trainer accumulating gradients passes ``criterion.contrastive_normalizer`` of the counts
+                summed over the micro-batches of the step.
+            output_hidden_states: also return the encoders' and the fusion's hidden states.
+            return_dict: ``False`` returns ``MSCLOutput.to_tuple()`` (default: ``config.return_dict``).
         """
         cfg = self.config
         if text_features is None:
@@ -795,7 +769,7 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
             query_video_index = torch.arange(n, device=video_features.device)
         video_mask, text_mask = video_mask.bool(), text_mask.bool()
         query_video_index = query_video_index.long()
-        self._check_inputs(video_features, video_mask, text_features, text_mask, query_video_index, labels)
+        validate_grounding_batch(cfg, video_features, video_mask, text_features, text_mask, query_video_index, labels)
         stride_all = cfg.pyramid_stride * cfg.video_input_stride
         if video_features.shape[1] % stride_all:
             raise ValueError(
@@ -807,28 +781,21 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         embedding, embedding_mask, levels, level_masks = self.encode_video(video_features, video_mask)
         fused, logits, offsets, masks = self.fuse_and_predict(levels, level_masks, text, tmask, query_video_index)
 
-        loss = loss_cls = loss_reg = loss_within = loss_cross = num_pos = pair_counts = None
+        losses = {}
         if labels is not None:
-            loss_cls, loss_reg, num_pos = self._grounding_losses(labels.float(), logits, offsets, masks)
-            loss_within, loss_cross, pair_counts = self._contrastive_losses(
-                labels.float(), query_video_index, embedding, embedding_mask, levels, level_masks,
-                contrastive_query_index, contrastive_seeds, contrastive_normalizer,
+            losses = self.criterion(
+                labels=labels, query_video_index=query_video_index, logits=logits, offsets=offsets, masks=masks,
+                embedding=embedding, embedding_mask=embedding_mask, levels=levels, level_masks=level_masks,
+                loss_normalizer=self.loss_normalizer, contrastive_query_index=contrastive_query_index,
+                contrastive_seeds=contrastive_seeds, contrastive_normalizer=contrastive_normalizer,
             )
-            loss = loss_cls + cfg.regression_loss_weight * loss_reg
-            loss = loss + cfg.within_loss_weight * loss_within + cfg.cross_loss_weight * loss_cross
 
         hidden = output_hidden_states if output_hidden_states is not None else cfg.output_hidden_states
-        return MSCLOutput(
-            loss=loss,
-            loss_cls=loss_cls,
-            loss_reg=loss_reg,
-            loss_within=loss_within,
-            loss_cross=loss_cross,
+        output = MSCLOutput(
+            **losses,
             logits=tuple(logits),
             offsets=tuple(offsets),
             masks=tuple(masks),
-            num_positives=num_pos,
-            num_contrastive_pairs=pair_counts,
             text_hidden_states=text if hidden else None,
             text_mask=tmask if hidden else None,
             video_hidden_states=tuple(levels) if hidden else None,
@@ -836,153 +803,35 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
             video_masks=tuple(level_masks) if hidden else None,
             fused_hidden_states=tuple(fused) if hidden else None,
         )
+        return_dict = return_dict if return_dict is not None else cfg.return_dict
+        return output if return_dict else output.to_tuple()
 
     # ----------------------------------------------------------------------------------------
-    # losses
+    # loss helpers for trainers (the loss itself is self.criterion)
     # ----------------------------------------------------------------------------------------
-    @staticmethod
-    def _world_size() -> int:
-        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-    def _grounding_losses(self, labels, logits, offsets, masks):
-        cfg = self.config
-        lengths = [x.shape[1] for x in logits]
-        positives, targets = assign_labels(labels, lengths, cfg.regression_ranges, cfg.center_sampling_radius)
-        valid = torch.cat(masks, dim=1)  # (N, ΣT_l)
-        pos = torch.cat(positives, dim=1) & valid
-        all_logits = torch.cat(logits, dim=1)
-        focal = sigmoid_focal_loss(
-            all_logits, pos.float(), alpha=cfg.focal_alpha, gamma=cfg.focal_gamma, label_smoothing=cfg.label_smoothing
-        )
-        cls_sum = focal.masked_fill(~valid, 0.0).sum()
-        pred = torch.cat(offsets, dim=1)[pos]
-        tgt = torch.cat(targets, dim=1)[pos]
-        reg_sum = iou_loss_1d(pred, tgt, kind=cfg.regression_loss_type).sum() if pred.numel() else pred.sum() * 0.0
-        norm = self.loss_normalizer.float()
-        # DDP averages gradients; scaling by the world size makes the result the gradient of the
-        # global sum divided by the shared normaliser, as with one process (SnAG does the same)
-        scale = float(self._world_size()) if self.training else 1.0
-        return cls_sum * scale / norm, reg_sum * scale / norm, pos.sum()
-
-    def _contrastive_losses(
-        self, labels, query_video_index, embedding, embedding_mask, levels, level_masks,
-        contrastive_query_index, contrastive_seeds, contrastive_normalizer,
-    ):
-        cfg = self.config
-        zero = embedding.new_zeros((), dtype=torch.float32)
-        if not cfg.use_contrastive:
-            return zero, zero, torch.zeros(2, dtype=torch.long, device=embedding.device)
-        b = embedding.shape[0]
-        generators = None
-        if contrastive_seeds is not None:
-            generators = [torch.Generator().manual_seed(int(s)) for s in contrastive_seeds.tolist()]
-        if contrastive_query_index is None:
-            contrastive_query_index = self._draw_queries(query_video_index, b, generators)
-        contrastive_query_index = contrastive_query_index.long().to(embedding.device)
-        if contrastive_query_index.shape != (b,):
-            raise ValueError(f"contrastive_query_index must have one entry per video ({b}), got {tuple(contrastive_query_index.shape)}")
-        owner = query_video_index[contrastive_query_index]
-        if bool((owner != torch.arange(b, device=owner.device)).any()):
-            raise ValueError("contrastive_query_index must pick, for every video, one of that video's own queries")
-        segments = labels[contrastive_query_index]  # (B, 2) on the model grid
-
-        # P(l) and candidate N(l) for Z^0 (stride 1) and the pyramid levels (stride 2^l)
-        strides = [1.0] + [float(2**l) for l in range(len(levels))]
-        feats = [embedding] + list(levels)
-        fmasks = [embedding_mask] + list(level_masks)
-        pos_sets, neg_sets = [], []
-        for z, m, stride in zip(feats, fmasks, strides):
-            pos = contrastive_positive_mask(segments, z.shape[1], stride, cfg.contrastive_radius, m)
-            cand = contrastive_negative_candidates(segments, z.shape[1], stride, m)
-            counts = torch.ceil(pos.sum(dim=1).float() * cfg.contrastive_negative_ratio).long()
-            noise = self._uniform_noise(b, z.shape[1], generators, z.device)
-            pos_sets.append(pos)
-            neg_sets.append(draw_negatives(cand, counts, noise))
-
-        # pair counts are known before any similarity is computed: normalise with global counts
-        within_pairs = sum(((p.sum(1) * (p.sum(1) - 1))).sum() for p in pos_sets[1:])
-        cross_pairs = (pos_sets[0].sum(1)[:, None] * torch.stack([p.sum(1) for p in pos_sets[1:]], 1)).sum()
-        pair_counts = torch.stack((within_pairs, cross_pairs)).long()
-        normalizer = contrastive_normalizer
-        if normalizer is None and cfg.contrastive_reduction == "mean":
-            normalizer = pair_counts.float()
-            world = self._world_size()
-            if world > 1 and self.training:
-                normalizer = normalizer.clone()
-                dist.all_reduce(normalizer)
-                normalizer = normalizer / world
-        kwargs = dict(temperature=cfg.contrastive_temperature, normalize=cfg.contrastive_normalize,
-                      reduction=cfg.contrastive_reduction)
-        within = within_scale_contrastive_loss(
-            levels, pos_sets[1:], neg_sets[1:], normalizer=None if normalizer is None else normalizer[0], **kwargs
-        )
-        cross = cross_scale_contrastive_loss(
-            embedding, pos_sets[0], levels, pos_sets[1:], neg_sets[1:],
-            normalizer=None if normalizer is None else normalizer[1], **kwargs,
-        )
-        return within, cross, pair_counts
-
-    @staticmethod
-    def _draw_queries(query_video_index, num_videos, generators):
-        """Eq. 10: one of each video's queries, uniformly."""
-        picks = []
-        for v in range(num_videos):
-            idx = (query_video_index == v).nonzero().flatten()
-            if idx.numel() == 0:
-                raise ValueError(f"video {v} of the batch has no query; every video needs at least one")
-            r = torch.randint(idx.numel(), (1,), generator=generators[v] if generators else None)
-            picks.append(idx[int(r)])
-        return torch.stack(picks)
-
-    @staticmethod
-    def _uniform_noise(b, t, generators, device):
-        if generators is None:
-            return torch.rand(b, t, device=device)
-        return torch.stack([torch.rand(t, generator=g) for g in generators]).to(device)
-
-    @torch.no_grad()
     def update_loss_normalizer(self, num_positives: Union[int, float, torch.Tensor]) -> float:
         """EMA update of the positive-count normaliser, once per optimiser step, after backward.
 
         ``num_positives`` must be the count summed over the step's micro-batches and processes.
         """
-        m = self.config.loss_normalizer_momentum
-        value = float(num_positives)
-        self.loss_normalizer.mul_(m).add_((1.0 - m) * max(value, 1.0))
-        return float(self.loss_normalizer)
+        return self.criterion.update_normalizer(self.loss_normalizer, num_positives)
 
     def count_contrastive_pairs(self, labels, video_mask, contrastive_query_index) -> torch.Tensor:
         """(within, cross) pair counts of a batch without running the network (for trainers that
         normalise over several micro-batches)."""
-        cfg = self.config
-        segments = labels.float()[contrastive_query_index.long()]
-        t = video_mask.shape[1] // cfg.video_input_stride
-        mask = downsample_mask(video_mask.bool(), cfg.video_input_stride)
-        counts = [contrastive_positive_mask(segments, t, 1.0, cfg.contrastive_radius, mask).sum(1)]
-        for level in range(cfg.num_pyramid_levels):
-            m = downsample_mask(mask, 2**level)
-            counts.append(contrastive_positive_mask(segments, m.shape[1], float(2**level), cfg.contrastive_radius, m).sum(1))
-        within = sum((c * (c - 1)).sum() for c in counts[1:])
-        cross = (counts[0][:, None] * torch.stack(counts[1:], 1)).sum()
-        return torch.stack((within, cross)).long()
+        # the masks of Z^0 and of every level, as the video encoder downsamples them
+        mask = downsample_mask(video_mask.bool(), self.config.video_input_stride)
+        level_masks = [downsample_mask(mask, stride) for stride in self.config.level_strides]
+        return self.criterion.count_contrastive_pairs(labels, contrastive_query_index, mask, level_masks)
 
     # ----------------------------------------------------------------------------------------
     # inference
     # ----------------------------------------------------------------------------------------
-    def _as_tensor(self, x, name: str) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            try:
-                x = torch.as_tensor(x)
-            except Exception as exc:  # pragma: no cover - message only
-                raise ValueError(f"{name} must be an array or tensor, got {type(x).__name__}") from exc
-        return x.to(device=self.device, dtype=torch.float32)
-
     def _prepare_queries(self, text_features, text_mask) -> List[torch.Tensor]:
-        cfg = self.config
         if isinstance(text_features, (list, tuple)):
-            queries = [self._as_tensor(t, f"text_features[{i}]") for i, t in enumerate(text_features)]
+            queries = [as_feature_tensor(t, f"text_features[{i}]", device=self.device) for i, t in enumerate(text_features)]
         else:
-            t = self._as_tensor(text_features, "text_features")
+            t = as_feature_tensor(text_features, "text_features", device=self.device)
             if t.ndim == 2:
                 queries = [t]
             elif t.ndim == 3:
@@ -996,17 +845,7 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         if not queries:
             raise ValueError("no text query given")
         for i, q in enumerate(queries):
-            if q.ndim != 2:
-                raise ValueError(f"query {i}: token features must be (L, {cfg.text_input_dim}), got shape {tuple(q.shape)}")
-            if q.shape[0] == 0:
-                raise ValueError(f"query {i} is empty (zero tokens)")
-            if q.shape[1] != cfg.text_input_dim:
-                raise ValueError(
-                    f"query {i}: text feature dimension is {q.shape[1]} but the model expects "
-                    f"text_input_dim={cfg.text_input_dim}"
-                )
-            if not bool(torch.isfinite(q).all()):
-                raise ValueError(f"query {i}: text features contain NaN or inf")
+            validate_query_features(q, self.config, i)
         return queries
 
     def _query_chunk_size(self, grid_length: int) -> int:
@@ -1027,6 +866,7 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         query_chunk_size: Optional[int] = None,
         max_segments: Optional[int] = None,
         pre_nms_threshold: Optional[float] = None,
+        time_mapping: Optional[TimeMapping] = None,
     ) -> List[torch.Tensor]:
         """Ground every query in one whole video.
 
@@ -1039,29 +879,27 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
             video_length: valid input steps when ``video_features`` is already padded.
             query_chunk_size: queries fused at once (default: config, bounded by memory).
             max_segments / pre_nms_threshold: override the config's decoding settings.
+            time_mapping: the video's :class:`~modeling_mscl.processing_mscl.TimeMapping`; when given,
+                the moments are returned in seconds (see :func:`post_process_grounding`).
 
         Returns:
-            one ``(K, 3)`` float tensor per query: ``(start, end, score)`` on the model grid (input
-            feature index / ``video_input_stride``), sorted by score, after Soft-NMS and voting.
+            one ``(K, 3)`` tensor per query: ``(start, end, score)``, sorted by score, after Soft-NMS and
+            voting; on the model grid (input feature index / ``video_input_stride``, float32) or, with
+            ``time_mapping``, in seconds (float64, clamped to ``[0, duration]``).
         """
         cfg = self.config
-        video = self._as_tensor(video_features, "video_features")
+        video = as_feature_tensor(video_features, "video_features", device=self.device)
         if video.ndim == 3:
             if video.shape[0] != 1:
                 raise ValueError(f"ground takes one video at a time, got a batch of {video.shape[0]}")
             video = video[0]
-        if video.ndim != 2:
-            raise ValueError(f"video_features must be (T, {cfg.video_input_dim}), got shape {tuple(video.shape)}")
-        if video.shape[1] != cfg.video_input_dim:
-            raise ValueError(
-                f"video feature dimension is {video.shape[1]} but the model expects video_input_dim={cfg.video_input_dim}"
-            )
-        t_valid = int(video_length) if video_length is not None else video.shape[0]
-        if t_valid < 1 or t_valid > video.shape[0]:
-            raise ValueError(f"video has {t_valid} valid steps; it must have at least one (and at most {video.shape[0]})")
-        video = video[:t_valid]
-        if not bool(torch.isfinite(video).all()):
-            raise ValueError("video_features contain NaN or inf")
+        if video_length is not None and video.ndim == 2:
+            t_valid = int(video_length)
+            if t_valid < 1 or t_valid > video.shape[0]:
+                raise ValueError(f"video has {t_valid} valid steps; it must have at least one (and at most {video.shape[0]})")
+            video = video[:t_valid]
+        validate_video_features(video, cfg)
+        t_valid = video.shape[0]
         queries = self._prepare_queries(text_features, text_mask)
 
         was_training = self.training
@@ -1085,50 +923,13 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
                 enc, enc_mask = self.encode_text(text, tmask)
                 index = torch.zeros(len(part), dtype=torch.long, device=text.device)
                 _, logits, offsets, masks = self.fuse_and_predict(levels, level_masks, enc, enc_mask, index)
-                results.extend(
-                    self.decode(logits, offsets, masks, max_segments=max_segments, pre_nms_threshold=pre_nms_threshold)
-                )
+                results.extend(post_process_grounding(
+                    (logits, offsets, masks), cfg, max_segments=max_segments, pre_nms_threshold=pre_nms_threshold,
+                    time_mappings=time_mapping,
+                ))
             return results
         finally:
             self.train(was_training)
-
-    def decode(
-        self,
-        logits: Sequence[torch.Tensor],
-        offsets: Sequence[torch.Tensor],
-        masks: Sequence[torch.Tensor],
-        *,
-        max_segments: Optional[int] = None,
-        pre_nms_threshold: Optional[float] = None,
-    ) -> List[torch.Tensor]:
-        """Per-level head outputs of N queries → per query ``(K, 3)`` moments (SnAG §5 steps 4–8)."""
-        cfg = self.config
-        threshold = cfg.pre_nms_threshold if pre_nms_threshold is None else pre_nms_threshold
-        keep_segments = cfg.max_segments if max_segments is None else max_segments
-        scores = torch.cat([torch.sigmoid(x.float()) * m.float() for x, m in zip(logits, masks)], dim=1)  # (N, ΣT)
-        # boundaries in float64: a float32 ulp at t ≈ 1,200 is 1.2e-4 grid units, enough to make the
-        # moments depend on the batch size (see soft_nms_with_voting); the selection stays float32
-        offs = torch.cat([o.float() for o in offsets], dim=1)  # (N, ΣT, 2)
-        points = torch.cat([torch.arange(x.shape[1], device=scores.device, dtype=torch.float64) * 2**l for l, x in enumerate(logits)])
-        strides = torch.cat([torch.full((x.shape[1],), float(2**l), device=scores.device, dtype=torch.float64) for l, x in enumerate(logits)])
-        k = min(cfg.pre_nms_topk, scores.shape[1])
-        # points at or below the threshold never enter the top-k
-        ranked = scores.masked_fill(scores <= threshold, -1.0)
-        top_scores, top_idx = ranked.topk(k, dim=1)
-        out = []
-        for q in range(scores.shape[0]):
-            keep = top_scores[q] > threshold
-            idx, sc = top_idx[q][keep], top_scores[q][keep]
-            p, s, o = points[idx], strides[idx], offs[q, idx].double()
-            seg = torch.stack((p - o[:, 0] * s, p + o[:, 1] * s), dim=1)
-            long_enough = (seg[:, 1] - seg[:, 0]) > cfg.min_segment_length
-            seg, sc = seg[long_enough], sc[long_enough]
-            seg, sc = soft_nms_with_voting(
-                seg, sc, sigma=cfg.nms_sigma, min_score=cfg.nms_min_score,
-                max_segments=keep_segments, voting_threshold=cfg.voting_threshold,
-            )
-            out.append(torch.cat((seg, sc[:, None]), dim=1).cpu())
-        return out
 
 
 __all__ = ["MSCLForTemporalGrounding", "MSCLOutput", "MSCLPreTrainedModel"]

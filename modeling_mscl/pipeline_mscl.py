@@ -68,7 +68,13 @@ import numpy as np
 import torch
 from transformers import Pipeline
 
-from .processing_mscl import TimeMapping, resample_to_fixed_length
+from .processing_mscl import (
+    TimeMapping,
+    as_feature_tensor,
+    resample_to_fixed_length,
+    validate_query_features,
+    validate_video_features,
+)
 
 __all__ = ["MSCLGroundingPipeline", "TASK_NAME"]
 
@@ -221,30 +227,12 @@ class MSCLGroundingPipeline(Pipeline):
                     video = tensors[0]
             else:
                 raise ValueError(f"unsupported video feature file {path!r}: expected a .npy or .pt file")
-        if isinstance(video, torch.Tensor):
-            tensor = video.detach().to("cpu", torch.float32)
-        elif isinstance(video, np.ndarray):
-            if video.dtype == object or not (np.issubdtype(video.dtype, np.number) or video.dtype == np.bool_):
-                raise ValueError(f"video features must be numeric, got dtype {video.dtype}{source}")
-            tensor = torch.from_numpy(np.ascontiguousarray(video, dtype=np.float32))
-        else:
+        if not isinstance(video, (torch.Tensor, np.ndarray)):
             raise ValueError(
                 f"video features must be a NumPy array, a torch tensor or a .npy/.pt path, got {type(video).__name__}"
             )
-        if tensor.numel() == 0:
-            raise ValueError(f"video features are empty (shape {tuple(tensor.shape)}){source}")
-        if tensor.ndim != 2:
-            raise ValueError(
-                f"video features must be a 2-D (T, {cfg.video_input_dim}) array (time-major), got shape "
-                f"{tuple(tensor.shape)}{source}"
-            )
-        if tensor.shape[1] != cfg.video_input_dim:
-            raise ValueError(
-                f"video feature dimension is {tensor.shape[1]} but the checkpoint expects video_input_dim="
-                f"{cfg.video_input_dim}{source}"
-            )
-        if not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"video features contain NaN or inf{source}")
+        tensor = as_feature_tensor(video, "video features", device="cpu", source=source)
+        validate_video_features(tensor, cfg, source=source)
         return tensor
 
     def _time_mapping(self, num_stored: int, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> TimeMapping:
@@ -321,24 +309,8 @@ class MSCLGroundingPipeline(Pipeline):
         return items, info, single
 
     def _check_text_features(self, features, index: int) -> torch.Tensor:
-        dim = self.model.config.text_input_dim
-        if isinstance(features, torch.Tensor):
-            t = features.detach().to("cpu", torch.float32)
-        else:
-            try:
-                t = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"query {index}: token features must be a numeric (L, {dim}) array ({exc})") from None
-        if t.ndim != 2:
-            raise ValueError(f"query {index}: token features must be a 2-D (L, {dim}) array, got shape {tuple(t.shape)}")
-        if t.shape[0] == 0:
-            raise ValueError(f"query {index} is empty (zero tokens)")
-        if t.shape[1] != dim:
-            raise ValueError(
-                f"query {index}: text feature dimension is {t.shape[1]} but the checkpoint expects text_input_dim={dim}"
-            )
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"query {index}: token features contain NaN or inf")
+        t = as_feature_tensor(features, f"query {index}: token features", device="cpu")
+        validate_query_features(t, self.model.config, index)
         return t
 
     # ------------------------------------------------------------------------------------------------
@@ -392,29 +364,26 @@ class MSCLGroundingPipeline(Pipeline):
                     cache[q] = self.embed_sentence(q).to(self.device)
                 q = cache[q]
             queries.append(q)
-        # one call: the video is encoded once and the queries are fused in memory-bounded chunks
+        # one call: the video is encoded once, the queries are fused in memory-bounded chunks and the
+        # moments come back in seconds (post_process_grounding with this video's time mapping)
         moments = self.model.ground(
-            model_inputs["video"], queries, max_segments=top_k, query_chunk_size=query_chunk_size
+            model_inputs["video"], queries, max_segments=top_k, query_chunk_size=query_chunk_size,
+            time_mapping=model_inputs["mapping"],
         )
         return {
             "moments": [m.detach().cpu() for m in moments],
             "query_info": model_inputs["query_info"],
             "single": model_inputs["single"],
-            "mapping": model_inputs["mapping"],
         }
 
     def postprocess(self, model_outputs: Dict[str, Any], threshold: Optional[float] = None):
-        mapping: TimeMapping = model_outputs["mapping"]
         results = []
         for pred, info in zip(model_outputs["moments"], model_outputs["query_info"]):
-            pred = pred.double().numpy().reshape(-1, 3)
-            seconds = np.asarray(mapping.grid_to_seconds(pred[:, :2]), dtype=np.float64).reshape(-1, 2)
-            scores = pred[:, 2]
-            order = np.argsort(-scores, kind="stable")
+            pred = pred.double().numpy().reshape(-1, 3)  # (start s, end s, score), best first
             moments = [
-                {"start": float(seconds[j, 0]), "end": float(seconds[j, 1]), "score": float(scores[j])}
-                for j in order
-                if threshold is None or scores[j] >= threshold
+                {"start": float(start), "end": float(end), "score": float(score)}
+                for start, end, score in pred
+                if threshold is None or score >= threshold
             ]
             results.append({**info, "moments": moments})
         return results[0] if model_outputs["single"] else results

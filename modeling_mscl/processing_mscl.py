@@ -1,10 +1,19 @@
 # Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
-"""Time mapping between seconds, feature indices and the model grid, and fixed-length resampling.
+"""Everything between the model's tensors and the user's world: time mapping, input checks, post-processing.
 
-These are the only conversions the package uses; the data pipeline, evaluation, ``ground`` and the
-pipeline all call them, so a moment survives seconds -> grid -> seconds exactly (the map is affine).
+* **Time mapping** (:class:`TimeMapping`) between seconds, feature indices and the model grid, and the
+  fixed-length resampling of Charades / ANet. These are the only conversions the package uses (the data
+  pipeline, :func:`post_process_grounding`, hence ``ground``, evaluation and the pipeline), so a moment
+  survives seconds -> grid -> seconds exactly (the map is affine).
+* **Input checks** (:func:`validate_grounding_batch`, :func:`validate_video_features`,
+  :func:`validate_query_features`, :func:`as_feature_tensor`): one definition of what valid video / text
+  features are, shared by ``MSCLForTemporalGrounding.forward`` and ``ground``, the pipeline and the
+  training collator, so every entry point rejects bad input with the same message.
+* **Post-processing** (:func:`post_process_grounding`): per-level head outputs -> top-k candidates ->
+  Soft-NMS + voting (:mod:`.nms_mscl`) -> ``(start, end, score)`` moments on the grid or in seconds. The
+  only decoder of the package: ``ground`` (hence evaluation and the pipeline) calls it.
 
-Conventions (SnAG §7.3 / §5.9):
+Time-mapping conventions (SnAG §7.3 / §5.9):
 
 * Feature ``i`` is centred on frame ``i * stride_eff + clip_size / 2``, where
   ``stride_eff = clip_stride * downsample_rate`` frames (for fixed-length datasets the per-video
@@ -13,18 +22,21 @@ Conventions (SnAG §7.3 / §5.9):
 * ``grid = feature_index / input_stride`` (the model's level-0 grid; ``input_stride`` is 2 for MAD).
 * The inverse is ``t = clamp((grid * input_stride * stride_eff + 0.5 * clip_size) / fps, 0, duration)``.
 
-This file travels with checkpoints (``trust_remote_code``), so it imports nothing from the package.
+This file travels with checkpoints (``trust_remote_code``): it imports only its flat sibling
+:mod:`.nms_mscl`, relatively.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Optional, Tuple, Union
+from typing import Any, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .nms_mscl import soft_nms_with_voting
 
 ArrayLike = Union[float, np.ndarray, torch.Tensor]
 
@@ -134,20 +146,218 @@ def resample_to_fixed_length(features: torch.Tensor, fixed_length: int) -> torch
     return x.squeeze(0).t().contiguous().to(features.dtype)
 
 
-def segments_seconds_to_grid(segments: torch.Tensor, mapping: TimeMapping) -> torch.Tensor:
-    """``(..., 2)`` segments in seconds -> model grid units."""
-    return mapping.seconds_to_grid(segments)
+# ----------------------------------------------------------------------------------------------------
+# Input checks (forward, ground, the pipeline and the training collator)
+# ----------------------------------------------------------------------------------------------------
+def as_feature_tensor(x: Any, what: str, *, device=None, source: str = "") -> torch.Tensor:
+    """A float32 tensor of the features ``x`` (tensor, NumPy array or nested lists), on ``device`` when given.
+
+    ``what`` names the input in the error (e.g. ``"video features"``), ``source`` is appended to it
+    (e.g. the file it came from).
+    """
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device=device, dtype=torch.float32)
+    try:
+        array = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be a numeric array ({exc}){source}") from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ValueError(f"{what} must be numeric, got dtype {array.dtype}{source}")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(device)
 
 
-def segments_grid_to_seconds(segments: torch.Tensor, mapping: TimeMapping) -> torch.Tensor:
-    """``(..., 2)`` segments in grid units -> seconds, clamped to ``[0, duration]``."""
-    return mapping.grid_to_seconds(segments)
+def _dimension_error(kind: str, got: int, expected: int) -> str:
+    return f"{kind} feature dimension is {got} but the model expects {kind}_input_dim={expected}"
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    return bool(torch.isfinite(x).all())
+
+
+def validate_video_features(video: torch.Tensor, config, *, source: str = "") -> None:
+    """One whole video's features ``(T, video_input_dim)``: not empty, 2-D, the model's width, finite."""
+    dim = config.video_input_dim
+    if video.numel() == 0:
+        raise ValueError(f"video features are empty (shape {tuple(video.shape)}){source}")
+    if video.ndim != 2:
+        raise ValueError(
+            f"video features must be a 2-D (T, {dim}) array (time-major), got shape {tuple(video.shape)}{source}"
+        )
+    if video.shape[1] != dim:
+        raise ValueError(_dimension_error("video", video.shape[1], dim) + source)
+    if not _all_finite(video):
+        raise ValueError(f"video features contain NaN or inf{source}")
+
+
+def validate_query_features(query: torch.Tensor, config, index: int) -> None:
+    """Token features ``(L, text_input_dim)`` of query ``index``: 2-D, at least one token, the model's
+    width, finite."""
+    dim = config.text_input_dim
+    if query.ndim != 2:
+        raise ValueError(f"query {index}: token features must be a 2-D (L, {dim}) array, got shape {tuple(query.shape)}")
+    if query.shape[0] == 0:
+        raise ValueError(f"query {index} is empty (zero tokens)")
+    if query.shape[1] != dim:
+        raise ValueError(f"query {index}: " + _dimension_error("text", query.shape[1], dim))
+    if not _all_finite(query):
+        raise ValueError(f"query {index}: token features contain NaN or inf")
+
+
+def validate_grounding_batch(
+    config,
+    video_features: torch.Tensor,
+    video_mask: torch.Tensor,
+    text_features: torch.Tensor,
+    text_mask: torch.Tensor,
+    query_video_index: torch.Tensor,
+    labels: Optional[torch.Tensor] = None,
+) -> None:
+    """A padded video-centric batch, as ``forward`` takes it and the collator makes it.
+
+    ``video_features (B, T, Dv)``, ``video_mask (B, T)`` bool, ``text_features (N, L, Dt)``,
+    ``text_mask (N, L)`` bool, ``query_video_index (N,)``, ``labels (N, 2)`` on the model grid (optional).
+    Raises ``ValueError`` naming the problem: wrong rank or width, mask shapes, no query, an empty video or
+    query, NaN/inf, a query pointing at a missing video, NaN or inverted labels.
+    """
+    cfg = config
+    if video_features.ndim != 3:
+        raise ValueError(f"video_features must be (B, T, {cfg.video_input_dim}), got shape {tuple(video_features.shape)}")
+    if video_features.shape[-1] != cfg.video_input_dim:
+        raise ValueError(_dimension_error("video", video_features.shape[-1], cfg.video_input_dim))
+    if video_features.shape[1] == 0:
+        raise ValueError("video_features has zero time steps")
+    if text_features.ndim != 3:
+        raise ValueError(f"text_features must be (N, L, {cfg.text_input_dim}), got shape {tuple(text_features.shape)}")
+    if text_features.shape[-1] != cfg.text_input_dim:
+        raise ValueError(_dimension_error("text", text_features.shape[-1], cfg.text_input_dim))
+    if video_mask.shape != video_features.shape[:2]:
+        raise ValueError(f"video_mask shape {tuple(video_mask.shape)} != video_features (B, T) {tuple(video_features.shape[:2])}")
+    if text_mask.shape != text_features.shape[:2]:
+        raise ValueError(f"text_mask shape {tuple(text_mask.shape)} != text_features (N, L) {tuple(text_features.shape[:2])}")
+    if text_features.shape[0] == 0:
+        raise ValueError("the batch holds no text query")
+    if not bool(video_mask.any(dim=1).all()):
+        raise ValueError("a video in the batch has no valid time step (empty video_mask row)")
+    if not bool(text_mask.any(dim=1).all()):
+        raise ValueError("a text query in the batch is empty (no valid token in text_mask)")
+    if not _all_finite(video_features):
+        raise ValueError("video_features contain NaN or inf")
+    if not _all_finite(text_features):
+        raise ValueError("text_features contain NaN or inf")
+    if query_video_index.shape != (text_features.shape[0],):
+        raise ValueError(
+            f"query_video_index must have one entry per query ({text_features.shape[0]}), got shape "
+            f"{tuple(query_video_index.shape)}"
+        )
+    bad = (query_video_index < 0) | (query_video_index >= video_features.shape[0])
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"query {i} points at video {int(query_video_index[i])}, but the batch has "
+            f"{video_features.shape[0]} video(s)"
+        )
+    if labels is not None:
+        if labels.shape != (text_features.shape[0], 2):
+            raise ValueError(f"labels must be (N, 2) segments, got shape {tuple(labels.shape)}")
+        if not _all_finite(labels):
+            raise ValueError("labels contain NaN or inf")
+        inverted = labels[:, 0] >= labels[:, 1]
+        if bool(inverted.any()):
+            i = int(inverted.nonzero()[0, 0])
+            raise ValueError(
+                f"label of query {i} has start >= end ({float(labels[i, 0])} >= {float(labels[i, 1])})"
+            )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Post-processing: head outputs -> moments
+# ----------------------------------------------------------------------------------------------------
+def post_process_grounding(
+    outputs,
+    config,
+    *,
+    max_segments: Optional[int] = None,
+    pre_nms_threshold: Optional[float] = None,
+    time_mappings: Optional[Union[TimeMapping, Sequence[TimeMapping]]] = None,
+) -> List[torch.Tensor]:
+    """Per-level head outputs of ``N`` queries -> each query's moments (SnAG §5 steps 4–8).
+
+    Steps: scores ``sigmoid(logit)`` at valid points; candidates above ``pre_nms_threshold``, at most
+    ``pre_nms_topk`` per query; segments ``(p − d_s·stride_l, p + d_e·stride_l)`` around each point
+    ``p = i·stride_l`` (strides from ``config.level_strides``); segments no longer than
+    ``min_segment_length`` dropped; Gaussian Soft-NMS + voting (:func:`~.nms_mscl.soft_nms_with_voting`)
+    keeping ``max_segments``; optionally grid -> seconds.
+
+    Args:
+        outputs: an ``MSCLOutput`` (anything with ``logits``, ``offsets`` and ``masks``) or a
+            ``(logits, offsets, masks)`` triple: per level ``(N, T_l)``, ``(N, T_l, 2)``, ``(N, T_l)``.
+        config: the model's :class:`MSCLConfig` (decoding settings and level strides).
+        max_segments / pre_nms_threshold: override ``config.max_segments`` / ``config.pre_nms_threshold``.
+        time_mappings: ``None`` for moments on the model grid; a :class:`TimeMapping` (every query of one
+            video) or one per query for moments in seconds, clamped to ``[0, duration]``.
+
+    Returns:
+        ``N`` CPU tensors ``(K, 3)`` of ``(start, end, score)``, sorted by decreasing score (``K <=
+        max_segments``): float32 on the grid, float64 in seconds. Boundaries are computed in float64
+        (a float32 ulp at t ≈ 1,200 is 1.2e-4 grid units, enough to make the moments depend on the batch
+        size; see :func:`~.nms_mscl.soft_nms_with_voting`); the top-k selection stays float32.
+    """
+    if hasattr(outputs, "logits"):
+        logits, offsets, masks = outputs.logits, outputs.offsets, outputs.masks
+    else:
+        logits, offsets, masks = outputs
+    if logits is None or offsets is None or masks is None:
+        raise ValueError("post_process_grounding needs the logits, offsets and masks of every level")
+    num_queries = logits[0].shape[0]
+    # duck-typed: with trust_remote_code the pipeline's and the model's copies of this module can be two
+    # different modules, hence two TimeMapping classes
+    if time_mappings is None or hasattr(time_mappings, "grid_to_seconds"):
+        mappings = [time_mappings] * num_queries
+    else:
+        mappings = list(time_mappings)
+        if len(mappings) != num_queries:
+            raise ValueError(f"time_mappings must hold one mapping per query ({num_queries}), got {len(mappings)}")
+    cfg = config
+    threshold = cfg.pre_nms_threshold if pre_nms_threshold is None else pre_nms_threshold
+    keep_segments = cfg.max_segments if max_segments is None else max_segments
+    strides = cfg.level_strides
+    if len(logits) > len(strides):
+        raise ValueError(f"got head outputs of {len(logits)} levels, the config has {len(strides)}")
+    scores = torch.cat([torch.sigmoid(x.float()) * m.float() for x, m in zip(logits, masks)], dim=1)  # (N, ΣT)
+    offs = torch.cat([o.float() for o in offsets], dim=1)  # (N, ΣT, 2)
+    device = scores.device
+    points = torch.cat([torch.arange(x.shape[1], device=device, dtype=torch.float64) * s for x, s in zip(logits, strides)])
+    point_strides = torch.cat([torch.full((x.shape[1],), float(s), device=device, dtype=torch.float64) for x, s in zip(logits, strides)])
+    k = min(cfg.pre_nms_topk, scores.shape[1])
+    # points at or below the threshold never enter the top-k
+    ranked = scores.masked_fill(scores <= threshold, -1.0)
+    top_scores, top_idx = ranked.topk(k, dim=1)
+    out = []
+    for q in range(num_queries):
+        keep = top_scores[q] > threshold
+        idx, sc = top_idx[q][keep], top_scores[q][keep]
+        p, s, o = points[idx], point_strides[idx], offs[q, idx].double()
+        seg = torch.stack((p - o[:, 0] * s, p + o[:, 1] * s), dim=1)
+        long_enough = (seg[:, 1] - seg[:, 0]) > cfg.min_segment_length
+        seg, sc = seg[long_enough], sc[long_enough]
+        seg, sc = soft_nms_with_voting(
+            seg, sc, sigma=cfg.nms_sigma, min_score=cfg.nms_min_score,
+            max_segments=keep_segments, voting_threshold=cfg.voting_threshold,
+        )
+        seg, sc = seg.cpu(), sc.cpu()
+        if mappings[q] is not None:
+            seg, sc = mappings[q].grid_to_seconds(seg.double()), sc.double()
+        out.append(torch.cat((seg, sc[:, None]), dim=1))
+    return out
 
 
 __all__ = [
     "TimeMapping",
+    "as_feature_tensor",
     "fixed_length_clip_size",
+    "post_process_grounding",
     "resample_to_fixed_length",
-    "segments_grid_to_seconds",
-    "segments_seconds_to_grid",
+    "validate_grounding_batch",
+    "validate_query_features",
+    "validate_video_features",
 ]

@@ -12,7 +12,6 @@ from modeling_mscl.data.sampling import (
     GroundingCollator,
     TrainingSampleStream,
     contrastive_draw,
-    grid_to_seconds,
     group_queries,
     mapping_for_row,
     plan_epoch,
@@ -324,7 +323,7 @@ def test_eval_samples_are_never_truncated(kind):
     assert sample["video_features"].shape[0] == expect_len
     assert [t.shape[0] for t in sample["text_features"]] == [len(q["text_features"]) for q in row["queries"]]
     # GT survives grid -> seconds exactly
-    back = grid_to_seconds(sample["labels"].double(), sample["mapping"])
+    back = sample["mapping"].grid_to_seconds(sample["labels"].double())
     np.testing.assert_allclose(back.numpy(), sample["segments"].numpy(), rtol=1e-5, atol=1e-3)
     batch = GroundingCollator(config, training=False)([sample])
     assert batch["video_features"].shape[1] >= expect_len and int(batch["video_mask"].sum()) == expect_len

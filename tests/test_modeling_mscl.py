@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_mscl import PRESET_NAMES, MSCLConfig, MSCLForTemporalGrounding
+from modeling_mscl import PRESET_NAMES, MSCLConfig, MSCLForTemporalGrounding, post_process_grounding
+from modeling_mscl.losses_mscl import draw_contrastive_queries
 from modeling_mscl.modeling_mscl import local_attention
 
 SNAG_PARAMS_M = {
@@ -183,7 +184,7 @@ def test_ground_matches_forward_and_does_not_depend_on_padding():
     for q, moment in zip(queries, moments):
         with torch.no_grad():
             out = model(padded, vmask, q[None], torch.ones(1, q.shape[0], dtype=torch.bool), torch.tensor([0]))
-        ref = model.decode(out.logits, out.offsets, out.masks)[0]
+        ref = post_process_grounding(out, model.config)[0]
         assert moment.shape == ref.shape and moment.shape[0] > 0
         assert torch.allclose(moment, ref, atol=1e-4)
         assert torch.all(moment[:-1, 2] >= moment[1:, 2])  # sorted by score
@@ -250,7 +251,7 @@ def test_forward_returns_named_loss_terms_and_eq13():
 
 def _drawn(model, batch, seeds):
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    return model._draw_queries(batch["query_video_index"], len(seeds), gens)
+    return draw_contrastive_queries(batch["query_video_index"], len(seeds), gens)
 
 
 def test_contrastive_only_gradients_stay_in_video_encoder():

@@ -55,7 +55,6 @@ __all__ = [
     "GroundingCollator",
     "TrainingSampleStream",
     "contrastive_draw",
-    "grid_to_seconds",
     "group_queries",
     "mapping_for_row",
     "plan_epoch",
@@ -461,7 +460,7 @@ def prepare_eval_sample(row: Mapping[str, Any], config) -> Dict[str, Any]:
     Fixed-length presets are still resampled to ``fixed_length`` with the per-video stride (as SnAG
     evaluates). Returns ``video_id``, ``video_features`` ``(T, Dv)``, ``text_features`` (list of full
     ``(L_i, Dt)`` tensors), ``query_ids``, ``segments`` ``(n, 2)`` seconds, ``labels`` ``(n, 2)`` GT in grid
-    units, ``mapping`` (use :func:`grid_to_seconds` to go back to seconds) and ``duration``.
+    units, ``mapping`` (its :meth:`~TimeMapping.grid_to_seconds` goes back to seconds) and ``duration``.
     """
     video_id = str(row["video_id"])
     queries = list(row["queries"])
@@ -486,11 +485,6 @@ def prepare_eval_sample(row: Mapping[str, Any], config) -> Dict[str, Any]:
         "crop_offset": 0,
         "duration": float(row["duration"]),
     }
-
-
-def grid_to_seconds(segments: Any, mapping: TimeMapping) -> Any:
-    """Model-grid segments (any shape ``(..., 2)`` or scalars) → seconds, clamped to ``[0, duration]``."""
-    return mapping.grid_to_seconds(segments)
 
 
 # ----------------------------------------------------------------------------------------------------

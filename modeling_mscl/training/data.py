@@ -30,6 +30,7 @@ from torch.utils.data import IterableDataset
 
 from ..data.loading import GroundingDataset, GroundingStream, ParquetGroundingStream, iter_epoch, load_grounding_dataset
 from ..data.sampling import GroundingCollator, group_queries, mapping_for_row, prepare_training_sample, stable_seed
+from ..processing_mscl import validate_grounding_batch
 
 #: Samples held by the per-process sample shuffle buffer (groups of one video are otherwise adjacent).
 DEFAULT_SAMPLE_SHUFFLE_BUFFER = 16
@@ -40,7 +41,8 @@ _META_COLUMNS = ("video_id", "duration", "fps", "clip_size", "clip_stride", "dow
 # Collation
 # ----------------------------------------------------------------------------------------------------
 class TrainingCollator:
-    """Prepared samples → the model's training batch (``GroundingCollator(training=True)``).
+    """Prepared samples → the model's training batch (``GroundingCollator(training=True)``), checked with
+    :func:`~modeling_mscl.processing_mscl.validate_grounding_batch` (the checks of the model's forward).
 
     ``batch["meta"]`` is dropped unless ``keep_meta=True``, so the output can go straight into
     ``model(**batch)`` — which is what the stock ``transformers.Trainer`` does.
@@ -53,6 +55,11 @@ class TrainingCollator:
 
     def __call__(self, samples: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
         batch = self._collate(samples)
+        # the checks of the model's forward, here in the data loader: a bad sample fails before the step
+        validate_grounding_batch(
+            self.config, batch["video_features"], batch["video_mask"], batch["text_features"], batch["text_mask"],
+            batch["query_video_index"], batch.get("labels"),
+        )
         if not self.keep_meta:
             batch.pop("meta", None)
         # Per-query tensors first: accelerate's batch dispatcher (the default for iterable datasets) infers

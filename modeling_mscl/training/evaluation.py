@@ -3,8 +3,9 @@
 SnAG's metrics (reference §6) and the per-moment-length breakdown.
 
 * Every video is evaluated whole (never cropped), with all of its queries (untruncated text).
-* Predictions ``(start, end, score)`` on the model grid are mapped back to seconds with the row's time
-  mapping (clip centres, clamped to ``[0, duration]``).
+* Predictions ``(start, end, score)`` come from the package's one decoder,
+  :func:`~modeling_mscl.processing_mscl.post_process_grounding`, in seconds with the row's time mapping
+  (clip centres, clamped to ``[0, duration]``), exactly as the pipeline returns them.
 * Metrics: ``R{K}@{θ}`` for ``config.eval_ranks`` × ``config.eval_thresholds``, ``R{K}@mean`` over the
   thresholds, ``mIoU`` of the top-1 prediction, and ``by_moment_length`` (recall per bucket of moment
   length relative to the video).
@@ -21,7 +22,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import torch
 
-from ..data.sampling import grid_to_seconds, prepare_eval_sample
+from ..data.sampling import prepare_eval_sample
 from ..metrics import format_metrics_table, recall_at_tiou, recall_by_moment_length, write_predictions_jsonl
 
 
@@ -63,16 +64,13 @@ def predict_grounding(
             if max_videos is not None and i >= int(max_videos):
                 break
             sample = prepare_eval_sample(row, config)
-            moments = model.ground(sample["video_features"], sample["text_features"])
-            mapping = sample["mapping"]
+            # moments in seconds: ground decodes with post_process_grounding and the row's time mapping
+            moments = model.ground(sample["video_features"], sample["text_features"], time_mapping=sample["mapping"])
             for q, qid in enumerate(sample["query_ids"]):
-                pred = moments[q].detach().float().cpu()
-                seconds = grid_to_seconds(pred[:, :2].numpy(), mapping) if len(pred) else pred[:, :2].numpy()
-                predictions = [[float(s), float(e), float(c)] for (s, e), c in zip(seconds.reshape(-1, 2).tolist(), pred[:, 2].tolist())]
                 records.append({
                     "query_id": qid,
                     "video_id": sample["video_id"],
-                    "predictions": predictions,
+                    "predictions": moments[q].tolist(),
                     "ground_truth": [float(v) for v in sample["segments"][q].tolist()],
                     "duration": float(sample["duration"]),
                 })

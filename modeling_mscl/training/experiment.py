@@ -19,6 +19,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from .args import TrainingOptions, build_training_arguments
+from .launch import check_not_data_parallel
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ def run_training(options: TrainingOptions, overrides: Optional[Dict[str, Any]] =
     from .evaluation import evaluate_grounding, format_report, save_metrics
     from .trainer import MSCLTrainer
 
+    check_not_data_parallel()  # before anything touches CUDA or the data
     overrides = dict(overrides or {})
     t0 = time.time()
     if options.eval_only:

@@ -8,10 +8,11 @@ process, no accumulation). What ``MSCLTrainer`` adds, and where:
   gradients are *summed* over the micro-batches of a step. The stock ``training_step`` divides the loss by
   the number of accumulation steps; ``MSCLTrainer`` sets ``loss_is_scaled_for_ga = True`` (the Trainer's
   own switch for "the loss is already normalised over the accumulated batch"), so nothing is divided.
-  Under DDP the model multiplies cls/reg by the world size, so DDP's gradient averaging yields the sum.
+  Under DDP the loss (``MSCLLoss``) multiplies its sums by the world size, so DDP's gradient averaging yields
+  the gradient of the global sum.
 * **Contrastive normaliser.** ``get_batch_samples`` (which pre-fetches all micro-batches of one optimiser
   step) counts the (within, cross) pairs of those micro-batches with ``model.count_contrastive_pairs``,
-  sums them over processes and passes ``count / world_size`` as ``contrastive_normalizer`` to every
+  sums them over processes and passes ``max(count, 1) / world_size`` as ``contrastive_normalizer`` to every
   micro-batch: the step's gradient is that of the global mean over all pairs of the step.
 * **Positive-count normaliser.** ``compute_loss`` adds up ``num_positives`` of the step's micro-batches;
   once per optimiser step, after backward and the optimiser step (callback ``on_step_end``, which runs
@@ -44,6 +45,7 @@ from transformers import Trainer, TrainerCallback
 
 from .data import TrainingCollator, TrainingSampleDataset
 from .ema import EMA_WEIGHTS_NAME, ModelEMA
+from .launch import check_not_data_parallel
 from .optim import build_param_groups
 
 logger = logging.getLogger(__name__)
@@ -74,8 +76,9 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def step_contrastive_normalizer(model, micro_batches: List[Dict[str, Any]], device=None) -> Optional[torch.Tensor]:
-    """``(within, cross)`` pair counts of one optimiser step, summed over its micro-batches and all
-    processes, divided by the world size — the ``contrastive_normalizer`` of every micro-batch of the step.
+    """The ``contrastive_normalizer`` of every micro-batch of one optimiser step: ``max(pairs, 1) / world
+    size`` for the ``(within, cross)`` pairs summed over the step's micro-batches and all processes
+    (:meth:`MSCLLoss.contrastive_normalizer <modeling_mscl.losses_mscl.MSCLLoss.contrastive_normalizer>`).
 
     ``None`` when the contrastive terms are off, reduced by ``"sum"``, or the batches carry no
     ``contrastive_query_index``. A collective under ``torch.distributed``: call it on every process.
@@ -91,8 +94,7 @@ def step_contrastive_normalizer(model, micro_batches: List[Dict[str, Any]], devi
     )
     if device is not None:
         counts = counts.to(device)
-    counts = all_reduce_sum(counts)
-    return (counts / world_size()).float()
+    return model.criterion.contrastive_normalizer(counts).float()
 
 
 def find_last_checkpoint(output_dir: str) -> Optional[str]:
@@ -174,6 +176,8 @@ class MSCLTrainer(Trainer):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        # several GPUs in this one process would mean torch.nn.DataParallel (see training.launch)
+        check_not_data_parallel(self.args.n_gpu)
         # The model's loss is already "normalised over the accumulated batch" in SnAG's sense (each
         # micro-batch divides by the step's shared normaliser; gradients are summed): the Trainer must
         # not divide it by the number of accumulation steps.
