@@ -223,6 +223,22 @@ def test_label_assignment_worked_examples(segment, per_level, first_targets):
         assert torch.allclose(flat[:2], torch.tensor(first_targets, dtype=torch.float32), atol=1e-4)
 
 
+def test_label_assignment_takes_the_level_strides():
+    cfg = MSCLConfig.from_preset("tacos_c3d")
+    lengths = [2304 // s for s in cfg.level_strides]
+    segment = torch.tensor([[100.3, 400.7]])
+    default_pos, default_tgt = assign_labels(segment, lengths, cfg.regression_ranges, 1.5)
+    pos, tgt = assign_labels(segment, lengths, cfg.regression_ranges, 1.5, strides=cfg.level_strides)
+    assert all(torch.equal(a, b) for a, b in zip(default_pos + default_tgt, pos + tgt))
+    # the strides place the points: halving them moves the positives and rescales the targets
+    half_pos, half_tgt = assign_labels(segment, lengths, cfg.regression_ranges, 1.5, strides=[s / 2 for s in cfg.level_strides])
+    assert not all(torch.equal(a, b) for a, b in zip(half_pos, pos))
+    p = torch.arange(lengths[6])[half_pos[6][0]].float() * 32.0  # level 6 points at stride 32
+    assert p.numel() and torch.allclose(half_tgt[6][0][half_pos[6][0]], torch.stack((p - 100.3, 400.7 - p), 1) / 32.0)
+    with pytest.raises(ValueError, match="strides"):
+        assign_labels(segment, lengths, cfg.regression_ranges, 1.5, strides=[1, 2])
+
+
 def test_regression_ranges_match_snag():
     cfg = MSCLConfig.from_preset("tacos_c3d")
     assert cfg.regression_ranges == [[0, 4], [2, 8], [4, 16], [8, 32], [16, 64], [32, 128], [64, 256], [128, 2305]]

@@ -1,6 +1,7 @@
 """MSCLForTemporalGrounding: attention, masking, gradients, presets, save/load, inference, bad input."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -127,6 +128,17 @@ def test_level_masks_are_ceil_of_valid_length():
     assert [int(m.sum()) for m in masks] == [83, 42, 21, 11, 6]
 
 
+def test_level_strides_define_the_pyramid():
+    cfg = tiny_config()
+    assert cfg.level_strides == [1, 2, 4, 8, 16] and cfg.pyramid_stride == 16
+    assert MSCLConfig.from_preset("tacos_c3d").level_strides == [2**l for l in range(8)]
+    model = MSCLForTemporalGrounding(cfg).eval()
+    assert [block.stride for block in model.video_encoder.branch] == [1, 2, 2, 2, 2]
+    with torch.no_grad():
+        _, _, levels, masks = model.encode_video(torch.randn(1, 100, cfg.video_input_dim), torch.ones(1, 100, dtype=torch.bool))
+    assert [x.shape[1] for x in levels] == [math.ceil(100 / s) for s in cfg.level_strides]
+
+
 def test_initialisation_follows_snag():
     model = MSCLForTemporalGrounding(MSCLConfig.from_preset("debug"))
     block = model.video_encoder.branch[1]
@@ -202,14 +214,47 @@ def test_ground_batched_queries_equal_one_at_a_time():
         assert torch.allclose(alone, res, atol=1e-5)
 
 
-def test_ground_longer_than_position_table_stretches_over_valid_length():
+def test_ground_longer_than_position_table_stretches_over_valid_length(monkeypatch):
+    import modeling_mscl.modeling_mscl as modeling
+
     cfg = tiny_config(max_video_length=64, num_pyramid_levels=3)
     model = MSCLForTemporalGrounding(cfg).eval()
-    video = torch.randn(150, cfg.video_input_dim)
-    q = [torch.randn(4, cfg.text_input_dim)]
+    gen = torch.Generator().manual_seed(12)
+    video = torch.randn(150, cfg.video_input_dim, generator=gen)
+    q = [torch.randn(4, cfg.text_input_dim, generator=gen)]
     a = model.ground(video, q)[0]
     b = model.ground(F.pad(video, (0, 0, 0, 30)), q, video_length=150)[0]
     assert torch.allclose(a, b, atol=1e-5)
+    # `ground` slices to the valid length first, so the above cannot tell valid-length from padded-length
+    # stretching. A padded batch through `forward` can: the 64-row table must be stretched over the 150
+    # valid steps (as `ground` sees them), not over the padded 192.
+    t_pad = 192
+    padded = F.pad(video, (0, 0, 0, t_pad - 150))[None]
+    vmask = (torch.arange(t_pad) < 150)[None]
+
+    def padded_forward():
+        with torch.no_grad():
+            out = model(padded, vmask, q[0][None], torch.ones(1, 4, dtype=torch.bool), torch.tensor([0]),
+                        output_hidden_states=True)
+        return out, post_process_grounding(out, cfg)[0]
+
+    with torch.no_grad():
+        _, _, unpadded_levels, _ = model.encode_video(video[None], torch.ones(1, 150, dtype=torch.bool))
+    out, moments = padded_forward()
+    for level, (x, m) in enumerate(zip(out.video_hidden_states, out.video_masks)):
+        n = int(m.sum())
+        assert torch.allclose(x[0, :n], unpadded_levels[level][0, :n], atol=1e-5), level
+    assert moments.shape == a.shape and torch.allclose(moments, a, atol=1e-4)
+
+    # the same check fails for SnAG's rule (stretch over the padded length), computed here by hand
+    def stretch_over_padded_length(x, mask, table):
+        pe = modeling.stretch_table(table, x.shape[1]) if x.shape[1] > table.shape[0] else table[: x.shape[1]]
+        return x + pe[None].to(x.dtype) * mask[..., None].to(x.dtype)
+
+    monkeypatch.setattr(modeling, "add_position_encoding", stretch_over_padded_length)
+    out, moments = padded_forward()
+    assert not torch.allclose(out.video_hidden_states[0][0, :150], unpadded_levels[0][0, :150], atol=1e-3)
+    assert moments.shape != a.shape or not torch.allclose(moments, a, atol=1e-4)
 
 
 @pytest.mark.slow
@@ -332,6 +377,34 @@ def test_contrastive_draws_are_keyed_per_video_not_per_batch():
     assert float(both.loss_within) == pytest.approx(sum(float(p.loss_within) for p in parts), rel=1e-5)
     assert float(both.loss_cross) == pytest.approx(sum(float(p.loss_cross) for p in parts), rel=1e-5)
     assert float(both.loss_within) > 0
+
+
+def test_forward_loss_is_the_criterion_on_the_models_outputs():
+    from modeling_mscl import MSCLLoss
+
+    cfg = tiny_config()
+    model = MSCLForTemporalGrounding(cfg).train()
+    assert isinstance(model.criterion, MSCLLoss) and not list(model.criterion.state_dict())
+    batch = make_batch(cfg, torch.Generator().manual_seed(14))
+    seeds = torch.tensor([5, 6])
+    with torch.no_grad():
+        out = model(**batch, contrastive_seeds=seeds, output_hidden_states=True)
+        # a standalone loss module from the same config, on the outputs the forward returned
+        terms = MSCLLoss(cfg).train()(
+            labels=batch["labels"], query_video_index=batch["query_video_index"], logits=out.logits,
+            offsets=out.offsets, masks=out.masks, embedding=out.video_embeddings,
+            embedding_mask=batch["video_mask"], levels=out.video_hidden_states, level_masks=out.video_masks,
+            loss_normalizer=model.loss_normalizer, contrastive_seeds=seeds,
+        )
+    for name in ("loss", "loss_cls", "loss_reg", "loss_within", "loss_cross", "num_positives", "num_contrastive_pairs"):
+        assert torch.equal(terms[name], getattr(out, name)), name
+
+
+def test_contrastive_mean_divides_by_at_least_one_pair():
+    from modeling_mscl import MSCLLoss
+
+    criterion = MSCLLoss(tiny_config())
+    torch.testing.assert_close(criterion.contrastive_normalizer(torch.tensor([0, 7])), torch.tensor([1.0, 7.0]))
 
 
 def test_loss_normalizer_is_read_only_in_forward_and_updated_by_method():
@@ -465,6 +538,44 @@ def test_fresh_process_loads_with_trust_remote_code(tmp_path):
     res = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "OK MSCLForTemporalGrounding" in res.stdout
+
+
+def test_base_model_prefix_names_the_base_model_and_loading_matches_every_key(tmp_path):
+    # transformers strips / adds `base_model_prefix + "."` to checkpoint keys when they do not match and
+    # `model.base_model` is `getattr(model, base_model_prefix, model)`: the prefix must name a submodule,
+    # or be "" for a model that is its own base model (MSCL has no separate base model)
+    model = MSCLForTemporalGrounding(tiny_config()).eval()
+    prefix = type(model).base_model_prefix
+    assert prefix == "" or isinstance(getattr(model, prefix, None), torch.nn.Module), prefix
+    assert model.base_model is model
+    model.update_loss_normalizer(3)
+    model.save_pretrained(tmp_path)
+    loaded, info = MSCLForTemporalGrounding.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    assert "loss_normalizer" in loaded.state_dict() and float(loaded.loss_normalizer) == float(model.loss_normalizer)
+
+
+def test_output_docstring_documents_every_field():
+    import dataclasses
+    import re
+
+    from modeling_mscl import MSCLOutput
+
+    doc = MSCLOutput.__doc__
+    undocumented = [f.name for f in dataclasses.fields(MSCLOutput) if not re.search(rf"^\s+{f.name}: ", doc, re.M)]
+    assert not undocumented, undocumented
+
+
+def test_forward_honours_return_dict():
+    cfg = tiny_config()
+    model = MSCLForTemporalGrounding(cfg).eval()
+    batch = make_batch(cfg, torch.Generator().manual_seed(13))
+    with torch.no_grad():
+        out = model(**batch, contrastive_seeds=torch.tensor([1, 2]))
+        as_tuple = model(**batch, contrastive_seeds=torch.tensor([1, 2]), return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == len(out.to_tuple())
+    assert torch.equal(as_tuple[0], out.loss)
 
 
 def test_auto_classes_resolve():

@@ -66,3 +66,94 @@ def test_invalid_mapping_values():
         TimeMapping(fps=1, clip_size=1, clip_stride=1, downsample_rate=0)
     with pytest.raises(ValueError, match="duration"):
         TimeMapping(fps=1, clip_size=1, clip_stride=1, duration=-1.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# post_process_grounding: the one decoder
+# ----------------------------------------------------------------------------------------------------
+def _head_outputs():
+    """Two levels (strides 1 and 2) of two queries, with every candidate placed by hand."""
+    low = -20.0  # sigmoid(-20) ≈ 2e-9: below pre_nms_threshold, never a candidate
+    logits = [torch.full((2, 8), low), torch.full((2, 4), low)]
+    offsets = [torch.zeros(2, 8, 2), torch.zeros(2, 4, 2)]
+    masks = [torch.ones(2, 8, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool)]
+    # query 0: level 1, point 2 (p = 4, stride 2): (4 - 0.5·2, 4 + 1.25·2) = (3, 6.5), score sigmoid(2)
+    logits[1][0, 2], offsets[1][0, 2] = 2.0, torch.tensor([0.5, 1.25])
+    # query 0: a masked point never counts, whatever its logit
+    logits[0][0, 7], masks[0][0, 7] = 5.0, False
+    # query 1: level 0, point 5: (5 - 1, 5 + 2) = (4, 7), score 0.5; point 1 is too short (0.02 <= 0.1)
+    logits[0][1, 5], offsets[0][1, 5] = 0.0, torch.tensor([1.0, 2.0])
+    logits[0][1, 1], offsets[0][1, 1] = 3.0, torch.tensor([0.01, 0.01])
+    return logits, offsets, masks
+
+
+def test_post_process_grounding_decodes_hand_placed_candidates():
+    from modeling_mscl import MSCLConfig, post_process_grounding
+
+    config = MSCLConfig.from_preset("debug")
+    assert config.level_strides[:2] == [1, 2]
+    moments = post_process_grounding(_head_outputs(), config)
+    assert len(moments) == 2 and all(m.dtype == torch.float32 and m.device.type == "cpu" for m in moments)
+    torch.testing.assert_close(moments[0], torch.tensor([[3.0, 6.5, float(torch.sigmoid(torch.tensor(2.0)))]]))
+    torch.testing.assert_close(moments[1], torch.tensor([[4.0, 7.0, 0.5]]))
+    # an MSCLOutput-like object works the same as the triple
+    logits, offsets, masks = _head_outputs()
+
+    class Out:
+        pass
+
+    out = Out()
+    out.logits, out.offsets, out.masks = logits, offsets, masks
+    for a, b in zip(post_process_grounding(out, config), moments):
+        assert torch.equal(a, b)
+    # overrides: a threshold above both scores leaves nothing
+    assert [m.shape for m in post_process_grounding(out, config, pre_nms_threshold=0.95)] == [(0, 3), (0, 3)]
+
+
+def test_post_process_grounding_in_seconds():
+    from modeling_mscl import MSCLConfig, post_process_grounding
+
+    config = MSCLConfig.from_preset("debug")
+    grid = post_process_grounding(_head_outputs(), config)
+    one = TimeMapping(fps=2.0, clip_size=1, clip_stride=1, duration=3.0)  # (g + 0.5) / 2, clamped to [0, 3]
+    other = TimeMapping(fps=1.0, clip_size=2, clip_stride=1, input_stride=2, duration=60.0)  # 2g + 1
+    for mappings in (one, [one, other]):
+        seconds = post_process_grounding(_head_outputs(), config, time_mappings=mappings)
+        for q, (s, g) in enumerate(zip(seconds, grid)):
+            m = mappings if isinstance(mappings, TimeMapping) else mappings[q]
+            assert s.dtype == torch.float64
+            assert torch.equal(s[:, :2], m.grid_to_seconds(g[:, :2].double()))
+            assert torch.equal(s[:, 2], g[:, 2].double())
+    assert post_process_grounding(_head_outputs(), config, time_mappings=one)[0][0, :2].tolist() == [1.75, 3.0]
+    assert post_process_grounding(_head_outputs(), config, time_mappings=[one, other])[1][0, :2].tolist() == [9.0, 15.0]
+    with pytest.raises(ValueError, match="one mapping per query"):
+        post_process_grounding(_head_outputs(), config, time_mappings=[one])
+
+
+# ----------------------------------------------------------------------------------------------------
+# input checks shared by forward, ground, the pipeline and the collator
+# ----------------------------------------------------------------------------------------------------
+def test_shared_input_checks_name_the_problem():
+    from modeling_mscl import MSCLConfig
+    from modeling_mscl.processing_mscl import as_feature_tensor, validate_query_features, validate_video_features
+
+    config = MSCLConfig.from_preset("debug")  # video_input_dim = text_input_dim = 32
+    validate_video_features(torch.zeros(5, 32), config)
+    validate_query_features(torch.zeros(3, 32), config, 0)
+    cases = [
+        (lambda: validate_video_features(torch.zeros(0, 32), config, source=" (from 'v.npy')"), r"empty.*from 'v\.npy'"),
+        (lambda: validate_video_features(torch.zeros(32), config), r"2-D \(T, 32\)"),
+        (lambda: validate_video_features(torch.zeros(5, 31), config), "video feature dimension is 31 but the model expects video_input_dim=32"),
+        (lambda: validate_video_features(torch.tensor([[float("nan")] * 32]), config), "NaN or inf"),
+        (lambda: validate_query_features(torch.zeros(3), config, 2), r"query 2: token features must be a 2-D \(L, 32\)"),
+        (lambda: validate_query_features(torch.zeros(0, 32), config, 1), r"query 1 is empty \(zero tokens\)"),
+        (lambda: validate_query_features(torch.zeros(3, 8), config, 0), "text feature dimension is 8 but the model expects text_input_dim=32"),
+        (lambda: validate_query_features(torch.full((3, 32), float("inf")), config, 4), "query 4: token features contain NaN or inf"),
+        (lambda: as_feature_tensor(np.array(["a", "b"]), "video features"), "must be numeric"),
+        (lambda: as_feature_tensor([[1.0, 2.0], [3.0]], "query 0: token features"), "numeric array"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    t = as_feature_tensor(np.arange(6, dtype=np.float64).reshape(2, 3), "x")
+    assert t.dtype == torch.float32 and t.tolist() == [[0, 1, 2], [3, 4, 5]]

@@ -109,3 +109,25 @@ def test_collator_gives_model_inputs_only(rows, config):
                           "contrastive_query_index", "contrastive_seeds"}
     assert batch["video_features"].shape[1] == config.max_video_length * config.video_input_stride
     assert "meta" in TrainingCollator(config, keep_meta=True)(samples)
+
+
+def test_collator_applies_the_models_input_checks(rows, config):
+    """The collator rejects a bad sample with the same message as the model's forward (shared checks)."""
+    from modeling_mscl import MSCLForTemporalGrounding
+
+    samples = list(_dataset(rows, config, samples_per_epoch=2, num_epochs=1))[:2]
+    batch = TrainingCollator(config)(samples)
+    assert batch["video_features"].shape[0] == 2
+    model = MSCLForTemporalGrounding(config)
+    bad_video = [dict(samples[0]), samples[1]]
+    bad_video[0]["video_features"] = samples[0]["video_features"].clone()
+    bad_video[0]["video_features"][3, 0] = float("nan")
+    bad_labels = [dict(samples[0]), samples[1]]
+    bad_labels[0]["labels"] = samples[0]["labels"].flip(-1)  # end before start
+    for bad, message in ((bad_video, "video_features contain NaN or inf"), (bad_labels, "has start >= end")):
+        with pytest.raises(ValueError, match=message):
+            TrainingCollator(config)(bad)
+        unchecked = TrainingCollator(config)._collate(bad)
+        unchecked.pop("meta")
+        with pytest.raises(ValueError, match=message):
+            model(**unchecked)

@@ -106,3 +106,124 @@ def test_two_processes_match_one_process_with_double_batch(tmp_path):
     print(f"max |grad difference| = {worst:.3g} (largest gradient entry {scale:.3g})")
     assert worst <= 1e-5, (worst, scale)
     assert result["normalizer"] == pytest.approx(float(model.loss_normalizer), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Global semantics of the contrastive reductions under DDP (MSCLLoss)
+# ----------------------------------------------------------------------------------------------------
+# Each scenario: (name, config overrides, batch builder, how the contrastive normaliser is obtained).
+#   "sum":          contrastive_reduction="sum" on real samples; the gradient must be that of the global sum.
+#   "few-pairs":    "mean" where the whole step has ONE cross pair (rank 0: 1, rank 1: 0), fewer than the
+#                   2 processes; the divisor must be max(1, 1) / 2, not max(1 / 2, 1). Normaliser computed
+#                   by the model itself.
+#   "few-pairs-trainer": the same batch, normaliser from the trainer's step_contrastive_normalizer.
+SCENARIOS = ("sum", "few-pairs", "few-pairs-trainer")
+TERMS = ("loss_cls", "loss_reg", "loss_within", "loss_cross")
+
+
+def _scenario_config(name):
+    if name == "sum":
+        return MSCLConfig.from_preset(
+            "debug", hidden_dropout=0.0, drop_path=0.0, attention_dropout=0.0, max_video_length=128, num_pyramid_levels=4,
+            loss_normalizer_init=50.0, contrastive_reduction="sum",
+        )
+    return _config()
+
+
+def _few_pairs_batch(config, videos):
+    """Video 0's moment [8.6, 9.4] has one point (9) on Z^0 and on level 0 and none on coarser levels:
+    (within, cross) pairs (0, 1). Video 1's moment [9.1, 9.9] holds no point at all: pairs (0, 0)."""
+    gen = torch.Generator().manual_seed(5)
+    t, lengths, segments = 128, (64, 80), ((8.6, 9.4), (9.1, 9.9))
+    video = torch.randn(2, t, config.video_input_dim, generator=gen)
+    mask = torch.zeros(2, t, dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = True
+        video[i, n:] = 0
+    text = torch.randn(2, 6, config.text_input_dim, generator=gen)
+    keep = list(videos)
+    return {
+        "video_features": video[keep], "video_mask": mask[keep], "text_features": text[keep],
+        "text_mask": torch.ones(len(keep), 6, dtype=torch.bool), "query_video_index": torch.arange(len(keep)),
+        "labels": torch.tensor(segments)[keep], "contrastive_query_index": torch.arange(len(keep)),
+        "contrastive_seeds": torch.tensor([11, 12])[keep],
+    }
+
+
+def _scenario_batch(name, config, rank=None):
+    """The whole step's batch (``rank=None``) or the half of process ``rank`` of 2."""
+    if name == "sum":
+        samples = _samples(config)
+        return TrainingCollator(config)(samples if rank is None else samples[rank * B : (rank + 1) * B])
+    batch = _few_pairs_batch(config, (0, 1) if rank is None else (rank,))
+    if name == "few-pairs-trainer":
+        batch["contrastive_normalizer"] = "from-trainer"
+    return batch
+
+
+def _run_step(model, batch):
+    if batch.get("contrastive_normalizer") == "from-trainer":
+        batch = dict(batch, contrastive_normalizer=step_contrastive_normalizer(model.module if hasattr(model, "module") else model,
+                                                                               [batch]))
+    out = model(**batch)
+    out.loss.backward()
+    return out
+
+
+def _scenario_worker(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        results = {}
+        for name in SCENARIOS:
+            config = _scenario_config(name)
+            model = _model(config)
+            ddp = DDP(model)
+            out = _run_step(ddp, _scenario_batch(name, config, rank))
+            results[name] = {"grads": _grads(model), "terms": [float(getattr(out, k).detach()) for k in TERMS],
+                             "pairs": out.num_contrastive_pairs.tolist()}
+            dist.barrier()
+            del ddp, out
+        torch.save(results, os.path.join(out_dir, f"scenarios-rank{rank}.pt"))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_contrastive_reductions_are_global_under_ddp(tmp_path):
+    import torch.multiprocessing as mp
+
+    reference = {}
+    for name in SCENARIOS:
+        config = _scenario_config(name)
+        model = _model(config)
+        out = _run_step(model, _scenario_batch(name, config))
+        reference[name] = {"grads": _grads(model), "terms": [float(getattr(out, k).detach()) for k in TERMS]}
+        assert float(out.loss_cross.detach()) > 0 and float(out.loss_cls.detach()) > 0
+    context = mp.spawn(_scenario_worker, args=(2, str(tmp_path / "pg_init"), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.time() + 300
+    while not context.join(timeout=5):  # raises if a worker failed
+        if time.time() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the DDP workers did not finish within 300 s")
+    ranks = [torch.load(tmp_path / f"scenarios-rank{r}.pt") for r in range(2)]
+    # the few-pairs batch really has fewer pairs than processes: (0, 1) on rank 0, (0, 0) on rank 1
+    assert [r["few-pairs"]["pairs"] for r in ranks] == [[0, 1], [0, 0]]
+    problems = []  # every scenario is checked, then all failures are reported together
+    for name in SCENARIOS:
+        ref, got = reference[name], ranks[0][name]
+        assert set(got["grads"]) == set(ref["grads"]), name
+        worst = max(float((got["grads"][n] - ref["grads"][n]).abs().max()) for n in ref["grads"])
+        scale = max(float(g.abs().max()) for g in ref["grads"].values())
+        if worst > 1e-5:
+            problems.append(f"{name}: max |grad difference| {worst:.3g} (largest gradient entry {scale:.3g})")
+        # what the trainer logs (the mean over processes of each term) is the one-process value
+        for i, term in enumerate(TERMS):
+            mean = (ranks[0][name]["terms"][i] + ranks[1][name]["terms"][i]) / 2
+            if mean != pytest.approx(ref["terms"][i], rel=1e-5, abs=1e-7):
+                problems.append(f"{name}: {term} averaged over processes {mean:.6g} != one process {ref['terms'][i]:.6g}")
+    assert not problems, "\n".join(problems)
