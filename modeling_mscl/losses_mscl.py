@@ -25,7 +25,6 @@ This file travels with checkpoints (``trust_remote_code``): torch only, no packa
 
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
