@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from modeling_mscl import PRESET_NAMES, MSCLConfig, MSCLForTemporalGrounding
 from modeling_mscl.modeling_mscl import local_attention
+from conftest import tiny_config as base_tiny_config
 
 SNAG_PARAMS_M = {
     "tacos_c3d": 11.20,
@@ -27,7 +28,7 @@ SNAG_PARAMS_M = {
 def tiny_config(**overrides):
     values = dict(hidden_dropout=0.0, drop_path=0.0)
     values.update(overrides)
-    return MSCLConfig.from_preset("debug", **values)
+    return base_tiny_config(**values)
 
 
 def make_batch(cfg, gen, t_valid=(256, 180), queries=(2, 1), text_len=(7, 4, 11), t_pad=None):
@@ -127,7 +128,7 @@ def test_level_masks_are_ceil_of_valid_length():
 
 
 def test_initialisation_follows_snag():
-    model = MSCLForTemporalGrounding(MSCLConfig.from_preset("debug"))
+    model = MSCLForTemporalGrounding(base_tiny_config())
     block = model.video_encoder.branch[1]
     assert torch.all(block.layer_scale_attn.gamma == 1e-4)
     assert torch.all(block.attn.q_proj.bias == 0)
@@ -412,7 +413,7 @@ def test_ground_bad_input():
 
 
 def test_save_load_round_trip_with_position_encoding(tmp_path):
-    cfg = MSCLConfig.from_preset("debug")
+    cfg = base_tiny_config()
     assert cfg.video_use_abs_pe and cfg.text_use_abs_pe
     model = MSCLForTemporalGrounding(cfg).eval()
     model.update_loss_normalizer(7)  # a buffer value that differs from the init must survive
@@ -435,7 +436,7 @@ def test_save_load_round_trip_with_position_encoding(tmp_path):
 
 
 def test_fresh_process_loads_with_trust_remote_code(tmp_path):
-    cfg = MSCLConfig.from_preset("debug")
+    cfg = base_tiny_config()
     model = MSCLForTemporalGrounding(cfg).eval()
     folder = tmp_path / "ckpt"
     model.save_pretrained(folder)
@@ -469,7 +470,7 @@ def test_fresh_process_loads_with_trust_remote_code(tmp_path):
 def test_auto_classes_resolve():
     from transformers import AutoConfig, AutoModel
 
-    values = MSCLConfig.from_preset("debug").to_dict()
+    values = base_tiny_config().to_dict()
     values.pop("model_type")
     cfg = AutoConfig.for_model("mscl", **values)
     assert isinstance(cfg, MSCLConfig)
