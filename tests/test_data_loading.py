@@ -182,6 +182,8 @@ def test_errors(dataset_dir, tmp_path):
         load_grounding_dataset(dataset_dir, "train", rank=2, world_size=2)
     with pytest.raises(ValueError, match="format"):
         load_grounding_dataset(dataset_dir, "train", format="jax")
+    with pytest.raises(ValueError, match="map-style loading"):
+        load_grounding_dataset(dataset_dir, "train", streaming=False, rank=0, world_size=2)
     # A shard set with a hole is refused rather than read partially.
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train-00001-of-00002.parquet").write_bytes(b"")

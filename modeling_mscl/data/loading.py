@@ -416,8 +416,8 @@ def load_grounding_dataset(
         path_or_repo: dataset folder, or a Hub dataset repo id (``user/name``).
         split: split name (``train``, ``test``, ``val_1``...).
         streaming: ``True`` → an iterable stream for training (:class:`GroundingStream`); ``False`` → a
-            map-style :class:`GroundingDataset`
-            (evaluation; ``shuffle_buffer``/``rank``/``world_size`` are ignored).
+            map-style :class:`GroundingDataset` of the whole split (evaluation; order it with
+            :func:`iter_epoch`; ``rank``/``world_size`` are refused, ``shuffle_buffer`` does not apply).
         shuffle_buffer: rows in the shuffle buffer; ``None``/0/1 keeps the stored order (no shard
             permutation either), e.g. for evaluation streams.
         seed: base seed; the order of epoch ``e`` depends only on ``(seed, e)`` and the rank layout.
@@ -445,6 +445,9 @@ def load_grounding_dataset(
         if unknown:
             raise ValueError(f"unknown column(s) {unknown}; the schema has {list(VIDEO_COLUMNS)}")
         columns = list(columns)
+    if not streaming and (rank is not None or world_size is not None):
+        raise ValueError("rank/world_size split a stream between processes; map-style loading (streaming=False) "
+                         "returns the whole split")
     rank, world_size = _check_world(rank, world_size)
     path_or_repo = os.fspath(path_or_repo)
     local = _is_local(path_or_repo)
