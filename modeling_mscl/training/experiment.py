@@ -6,8 +6,8 @@
 :class:`~modeling_mscl.training.trainer.MSCLTrainer` → final folder. The final folder (``output_dir``) holds
 the EMA model as the main weights (``config.json`` with ``auto_map`` + the modeling code, loadable with
 ``AutoModel.from_pretrained``), ``metrics.json``, ``predictions.jsonl``, ``training_config.json`` (options,
-the recipe, overrides, schedule, versions) and the ``checkpoint-N`` folders. Every input problem (unknown preset, no shards, feature widths that disagree
-with the config) raises ``ValueError`` before training starts.
+the recipe, overrides, schedule, versions) and the ``checkpoint-N`` folders. Every input problem (unknown
+preset, no shards, feature widths that disagree with the config) raises ``ValueError`` before training starts.
 """
 
 from __future__ import annotations
