@@ -8,11 +8,14 @@ seconds, SnAG's R@K, tIoU ≥ θ). Reports both metric sets, their differences (
 top-1 moment changes. Acceptance: |ΔR1@0.5| and |ΔR5@0.5| ≤ 0.5 points; otherwise fp32 stays the only
 recommended inference mode.
 
-Full run (after ``python train_scripts/run.py``, which writes ``outputs/mscl-debug``)::
+Full run (after ``python train_scripts/run.py``, the Quickstart run, which writes ``outputs/mscl-quickstart``)::
 
-    python benchmarks/bench_bf16_accuracy.py --checkpoint outputs/mscl-debug
+    python benchmarks/bench_bf16_accuracy.py --checkpoint outputs/mscl-quickstart
 
-Smoke run (random debug model, a few synthetic videos; numbers meaningless): ``--quick``.
+The evaluation protocol (split, ranks, thresholds) is the run's recipe as ``training_config.json`` records it,
+else the recipe of the preset the checkpoint records.
+
+Smoke run (random quickstart model, a few synthetic videos; numbers meaningless): ``--quick``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
 
 TOLERANCE_POINTS = 0.5
-DEFAULT_CHECKPOINTS = ("outputs/mscl-debug",)
+DEFAULT_CHECKPOINTS = ("outputs/mscl-quickstart",)
 
 
 def find_checkpoint():
@@ -37,8 +40,24 @@ def find_checkpoint():
     return None
 
 
-def dataset_of(checkpoint, explicit):
-    """The run's dataset: ``--dataset``, else the one recorded in the run's training_config.json, else the default."""
+def recipe_of(checkpoint):
+    """The run's training recipe (evaluation protocol): the one its training_config.json records, else the recipe
+    of the preset its config.json records, else the quickstart preset's."""
+    from modeling_mscl.training.args import DEFAULT_PRESET, recorded_preset
+    from modeling_mscl.training.recipe import TrainingRecipe, recipe_from_training_config
+
+    meta = os.path.join(checkpoint, "training_config.json")
+    if os.path.isfile(meta):
+        with open(meta) as fh:
+            recipe = recipe_from_training_config(json.load(fh))
+        if recipe is not None:
+            return recipe
+    return TrainingRecipe.from_preset(recorded_preset(checkpoint) or DEFAULT_PRESET)
+
+
+def dataset_of(checkpoint, explicit, recipe):
+    """The run's dataset: ``--dataset``, else the one recorded in the run's training_config.json, else the bundled
+    benchmark generated with the recipe's options."""
     if explicit:
         return explicit
     meta = os.path.join(checkpoint, "training_config.json") if checkpoint else None
@@ -49,7 +68,7 @@ def dataset_of(checkpoint, explicit):
             return recorded
     from modeling_mscl.data.synthetic import default_benchmark_path
 
-    return default_benchmark_path()
+    return default_benchmark_path(**recipe.benchmark)
 
 
 def top1_agreement(a, b):
@@ -70,7 +89,7 @@ def top1_agreement(a, b):
 
 def main(argv=None):
     parser = C.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="trained model folder (default: outputs/mscl-debug)")
+    parser.add_argument("--checkpoint", default=None, help="trained model folder (default: outputs/mscl-quickstart)")
     parser.add_argument("--dataset", default=None, help="dataset folder (default: the run's dataset / bundled benchmark)")
     parser.add_argument("--split", default=None, help="held-out split (default: the config's eval_split)")
     parser.add_argument("--max-videos", type=int, default=None, help="evaluate the first N videos only")
@@ -84,9 +103,12 @@ def main(argv=None):
     from modeling_mscl.training.evaluation import compute_grounding_metrics, predict_grounding
 
     if args.quick:
-        config = MSCLConfig.from_preset("debug")
+        from modeling_mscl.training.recipe import TrainingRecipe
+
+        config = MSCLConfig.from_preset("quickstart")
+        recipe = TrainingRecipe.from_preset("quickstart")
         model = MSCLForTemporalGrounding(config)
-        checkpoint, source = None, "random debug model (--quick)"
+        checkpoint, source = None, "random quickstart model (--quick)"
         from modeling_mscl.data.synthetic import synthetic_rows
 
         n = args.max_videos or 8
@@ -103,9 +125,10 @@ def main(argv=None):
             raise SystemExit(2)
         model = MSCLForTemporalGrounding.from_pretrained(checkpoint)
         config = model.config
+        recipe = recipe_of(checkpoint)
         source = checkpoint
-        dataset = dataset_of(checkpoint, args.dataset)
-        split = args.split or config.eval_split or "test"
+        dataset = dataset_of(checkpoint, args.dataset, recipe)
+        split = args.split or recipe.eval_split
         from modeling_mscl.training.data import load_eval_source
 
         def rows():
@@ -120,7 +143,7 @@ def main(argv=None):
         with torch.autocast(device, dtype=torch.bfloat16, enabled=(mode == "bf16")):
             records = predict_grounding(model, rows(), config, progress=False, max_videos=args.max_videos)
         seconds = time.perf_counter() - t0
-        metrics = compute_grounding_metrics(records, config.eval_ranks, config.eval_thresholds)
+        metrics = compute_grounding_metrics(records, recipe.eval_ranks, recipe.eval_thresholds)
         metrics.pop("by_moment_length", None)
         runs[mode] = {"metrics": metrics, "seconds": seconds, "records": records}
         print(f"[{mode}] {len(records)} queries in {seconds:.1f} s", flush=True)

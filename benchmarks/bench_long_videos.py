@@ -95,7 +95,7 @@ def main(argv=None):
     parser = C.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--lengths", default=None, help="input clips per video, comma-separated")
     parser.add_argument("--queries", default=None, help="queries per video, comma-separated")
-    parser.add_argument("--preset", default=None, help="model preset (default mad_clip; --quick: debug)")
+    parser.add_argument("--preset", default=None, help="model preset (default mad_clip; --quick: quickstart)")
     parser.add_argument("--bf16", action="store_true", help="run under bf16 autocast")
     parser.add_argument("--in-process", action="store_true", help="run the measurements in this process")
     parser.add_argument("--worker", action="store_true", help=C.argparse.SUPPRESS)
@@ -103,7 +103,7 @@ def main(argv=None):
     parser.add_argument("--num-queries", type=int, help=C.argparse.SUPPRESS)
     args = parser.parse_args(argv)
     device = C.resolve_device(args.device)
-    args.preset = args.preset or ("debug" if args.quick else "mad_clip")
+    args.preset = args.preset or ("quickstart" if args.quick else "mad_clip")
     if args.worker:
         return worker(args)
     lengths = [int(x) for x in (args.lengths or ("300,600" if args.quick else "8192,16384,36000")).split(",")]

@@ -24,7 +24,7 @@ import bench_long_videos as LV  # noqa: E402  (same worker: one video, Q queries
 
 def main(argv=None):
     parser = C.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--preset", default=None, help="model preset (default mad_clip; --quick: debug)")
+    parser.add_argument("--preset", default=None, help="model preset (default mad_clip; --quick: quickstart)")
     parser.add_argument("--base-length", type=int, default=None, help="T, in input clips (default 4096)")
     parser.add_argument("--factors", default="1,2,4,8", help="multiples of T to run")
     parser.add_argument("--queries", type=int, default=4, help="queries per video (fixed)")
@@ -33,7 +33,7 @@ def main(argv=None):
     parser.add_argument("--name", default=None, help="results file name (default scaling[_quick])")
     args = parser.parse_args(argv)
     device = C.resolve_device(args.device)
-    preset = args.preset or ("debug" if args.quick else "mad_clip")
+    preset = args.preset or ("quickstart" if args.quick else "mad_clip")
     base = args.base_length or (128 if args.quick else 4096)
     factors = [int(x) for x in args.factors.split(",")]
     repeats = args.repeats or (1 if args.quick else 3)

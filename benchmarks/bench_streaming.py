@@ -1,12 +1,15 @@
 # Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
-"""Streaming decode speed of grounding datasets: ``datasets`` vs raw ``pyarrow``.
+"""Streaming decode speed of grounding datasets, against the rows per second training consumes.
 
 Writes a temporary dataset per size, then times full passes over it with:
 
 * ``hf-numpy``: ``datasets.load_dataset(..., streaming=True).with_format("numpy")`` (the stock path);
-* ``mscl-datasets``: :class:`GroundingStream` (``datasets`` streaming, Arrow rows decoded by mscl);
-* ``mscl-pyarrow``: :class:`ParquetGroundingStream` (row groups read with ``pyarrow`` only);
+* ``mscl-datasets``: :class:`GroundingStream` (``datasets`` streaming, Arrow rows decoded by mscl) — the
+  training reader;
 * ``mscl-map``: the map-style :class:`GroundingDataset` (``datasets`` Arrow cache; built once, untimed).
+
+(``benchmarks/results/streaming.md`` also lists ``mscl-pyarrow``, a hand-written pyarrow reader measured
+there and removed since: the ``datasets`` path already decodes far faster than training consumes.)
 
 Rows/s and MB/s count the video-feature payload (float32). Each pass touches the last element of
 every decoded array. Files are read from a warm page cache (just written), so this measures decoding,
@@ -83,8 +86,9 @@ def tacos_samples_per_row(config_name: str = "tacos_c3d") -> Any:
     from modeling_mscl import MSCLConfig
     from modeling_mscl.data.sampling import group_queries
     from modeling_mscl.processing_mscl import TimeMapping
+    from modeling_mscl.training.recipe import TrainingRecipe
 
-    config = MSCLConfig.from_preset(config_name)
+    config, recipe = MSCLConfig.from_preset(config_name), TrainingRecipe.from_preset(config_name)
     with open(path) as fh:
         data = json.load(fh)
     groups = 0
@@ -94,7 +98,8 @@ def tacos_samples_per_row(config_name: str = "tacos_c3d") -> Any:
         mapping = TimeMapping(fps=fps, clip_size=16, clip_stride=4, downsample_rate=4, duration=duration)
         queries = [{"start": s / fps, "end": e / fps} for s, e in entry["timestamps"]]
         n = math.ceil(entry["num_frames"] / mapping.stride_eff)
-        groups += len(group_queries(queries, num_features=n, mapping=mapping, config=config, epoch=0, video_id=vid))
+        groups += len(group_queries(queries, num_features=n, mapping=mapping, config=config, recipe=recipe, epoch=0,
+                                    video_id=vid))
     return groups / len(data)
 
 
@@ -175,7 +180,6 @@ def main(argv=None) -> Dict[str, Any]:
             paths = {
                 "hf-numpy": (lambda: iter(datasets.load_dataset("parquet", data_files={"train": files}, split="train", streaming=True).with_format("numpy")), touch_hf),
                 "mscl-datasets": (lambda: iter(load_grounding_dataset(path, "train", shuffle_buffer=None)), touch_mscl),
-                "mscl-pyarrow": (lambda: iter(load_grounding_dataset(path, "train", shuffle_buffer=None, backend="pyarrow")), touch_mscl),
                 "mscl-map": (lambda: iter(map_ds), touch_mscl),
             }
             for label, (make_iter, touch) in paths.items():

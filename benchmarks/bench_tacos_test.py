@@ -241,14 +241,14 @@ def main(argv=None) -> None:
     parser.add_argument("--predictions", help=argparse_hidden())
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of " + ",".join(PATHS))
     parser.add_argument("--annotations", default=ANNOTATIONS, help="TACoS test.json (2D-TAN layout)")
-    parser.add_argument("--preset", default=None, help="model preset (default tacos_c3d; --quick: debug)")
+    parser.add_argument("--preset", default=None, help="model preset (default tacos_c3d; --quick: quickstart)")
     parser.add_argument("--in-process", action="store_true", help="run the paths in this process (no fresh-process RSS)")
     parser.add_argument("--cache", default=None, help="keep each finished path here and reuse it when rerun "
                         "(long runs survive an interruption); e.g. benchmarks/results/tmp/tacos_test")
     args = parser.parse_args(argv)
     device = C.resolve_device(args.device)
     if args.preset is None:
-        args.preset = "debug" if args.quick else "tacos_c3d"
+        args.preset = "quickstart" if args.quick else "tacos_c3d"
     if args.worker:
         return worker(args)
     # per-video repeats: the fp32 package path is cheap enough for a median of 3; the baseline and the

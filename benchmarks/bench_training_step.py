@@ -22,7 +22,7 @@ Full runs::
     python benchmarks/bench_training_step.py --preset mad_clip --videos 1 --queries-per-video 16 \
         --full-windows --name training_step_mad
 
-Smoke run: ``--quick`` (debug preset, tiny batch).
+Smoke run: ``--quick`` (quickstart preset, tiny batch).
 """
 
 from __future__ import annotations
@@ -117,6 +117,7 @@ def worker(args):
 
     from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding
     from modeling_mscl.training.optim import create_adamw
+    from modeling_mscl.training.recipe import TrainingRecipe
 
     C.setup_torch(args.threads, args.seed)
     overrides = json.loads(args.overrides)
@@ -124,7 +125,8 @@ def worker(args):
     model = MSCLForTemporalGrounding(config).to(args.device).train()
     if args.activation_checkpointing:
         model.activation_checkpointing_enable()
-    optimizer = create_adamw(model, config.learning_rate, config.weight_decay, config.module_learning_rates)
+    recipe = TrainingRecipe.from_preset(args.preset)
+    optimizer = create_adamw(model, recipe.learning_rate, recipe.weight_decay, recipe.module_learning_rates)
     shapes = real_shapes(TRAIN_ANNOTATIONS) if not args.quick and args.preset.startswith("tacos") else None
     batch = make_batch(config, args.videos, args.queries_per_video, args.seed, shapes, args.full_windows)
     batch = {k: v.to(args.device) for k, v in batch.items()}
@@ -154,7 +156,7 @@ def worker(args):
 
 def main(argv=None):
     parser = C.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--preset", default=None, help="model preset (default tacos_c3d; --quick: debug)")
+    parser.add_argument("--preset", default=None, help="model preset (default tacos_c3d; --quick: quickstart)")
     parser.add_argument("--videos", type=int, default=4, help="videos per batch")
     parser.add_argument("--queries-per-video", type=int, default=4)
     parser.add_argument("--full-windows", action="store_true", help="every video fills the training window (MAD)")
@@ -166,7 +168,7 @@ def main(argv=None):
     parser.add_argument("--variants", default=None, help="comma-separated indices (0-based) of the variants to run")
     args = parser.parse_args(argv)
     device = C.resolve_device(args.device)
-    args.preset = args.preset or ("debug" if args.quick else "tacos_c3d")
+    args.preset = args.preset or ("quickstart" if args.quick else "tacos_c3d")
     if args.quick and "--videos" not in (argv or sys.argv):
         args.videos, args.queries_per_video = 2, 2
     if args.repeats is None:

@@ -1,20 +1,33 @@
 # Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
 """Configuration of MSCL: SnAG's backbone + the paper's multi-scale contrastive losses.
 
-Every hyperparameter of the model, its losses, decoding, data sampling and training recipe lives here;
-per-dataset settings are JSON presets in ``modeling_mscl/presets/`` (loaded by
-:meth:`MSCLConfig.from_preset`). Choices where the paper and SnAG are silent are documented in the
-README's "Implementation notes" and in the field comments below.
+Every hyperparameter that defines the model lives here: architecture, losses, decoding, time mapping and
+feature sources. How a model is *trained* (learning rates, batch size, epochs, EMA, seed, the sampling of
+training samples, the evaluation protocol) is the training recipe,
+:class:`modeling_mscl.training.TrainingRecipe`, which never travels with a checkpoint. Per-dataset
+settings are JSON presets in ``modeling_mscl/presets/`` with a ``model`` section (loaded by
+:meth:`MSCLConfig.from_preset`) and a ``training`` section (loaded by ``TrainingRecipe.from_preset``).
+Choices where the paper and SnAG are silent are documented in the README's "Implementation notes" and in
+the field comments below.
+
+Folders saved before the recipe moved out of the configuration carry recipe keys (``learning_rate``,
+``batch_size``, ...) in their ``config.json``. :meth:`MSCLConfig.from_dict` (hence ``from_pretrained``,
+``AutoConfig`` and ``AutoModel``) drops them: they describe how that model was trained, not the model,
+and keeping them as stray attributes would re-save them with every copy. Passing one to the constructor
+is an error that names the recipe.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from transformers import PretrainedConfig
+
+logger = logging.getLogger(__name__)
 
 PRESET_NAMES = (
     "tacos_c3d",
@@ -24,16 +37,56 @@ PRESET_NAMES = (
     "charades_i3d",
     "charades_c3d",
     "anet_c3d",
-    "debug",
+    "quickstart",
 )
+
+#: Presets that were renamed: old name -> new name (``config.json`` files may still record the old one).
+RENAMED_PRESETS = {"debug": "quickstart"}
+
+#: Keys of a preset file: its two sections (``_``-prefixed keys are comments).
+PRESET_SECTIONS = ("model", "training")
+
+#: Training-recipe keys that ``config.json`` files saved before the recipe left the configuration carry.
+#: ``from_dict``/``from_pretrained`` drop them; the constructor refuses them (see the module docstring).
+LEGACY_RECIPE_KEYS = frozenset({
+    "learning_rate", "module_learning_rates", "weight_decay", "batch_size", "gradient_accumulation_steps",
+    "num_epochs", "warmup_epochs", "ema_decay", "max_grad_norm", "seed", "max_queries_per_video",
+    "query_grouping", "crop_ratio", "truncation_threshold", "eval_ranks", "eval_thresholds", "eval_split",
+})
 
 _CHOICES = {
     "text_encoder_type": ("transformer", "identity"),
     "fusion_mode": ("affine", "adaln"),
     "regression_loss_type": ("diou", "iou"),
     "contrastive_reduction": ("mean", "sum"),
-    "query_grouping": ("greedy", "random"),
 }
+
+
+def preset_path(name: str) -> str:
+    """The JSON file of preset ``name``."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets", f"{name}.json")
+
+
+def load_preset(name: str) -> Dict[str, Dict[str, Any]]:
+    """Both sections of preset ``name``: ``{"model": {...}, "training": {...}}`` (comments removed)."""
+    if name not in PRESET_NAMES:
+        hint = f" (renamed to {RENAMED_PRESETS[name]!r})" if name in RENAMED_PRESETS else ""
+        raise ValueError(f"unknown preset {name!r}{hint}; available presets: {', '.join(PRESET_NAMES)}")
+    path = preset_path(name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"preset file for {name!r} is missing: {path}")
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    data = {k: v for k, v in data.items() if not k.startswith("_")}
+    unknown = sorted(k for k in data if k not in PRESET_SECTIONS)
+    missing = [k for k in PRESET_SECTIONS if not isinstance(data.get(k), dict)]
+    if unknown or missing:
+        raise ValueError(
+            f"preset file {path}: expected the sections {', '.join(PRESET_SECTIONS)} (objects)"
+            + (f"; unknown key(s) {', '.join(unknown)}" if unknown else "")
+            + (f"; missing {', '.join(missing)}" if missing else "")
+        )
+    return {k: {kk: vv for kk, vv in data[k].items() if not kk.startswith("_")} for k in PRESET_SECTIONS}
 
 
 class MSCLConfig(PretrainedConfig):
@@ -62,14 +115,13 @@ class MSCLConfig(PretrainedConfig):
     * **Decoding** — ``pre_nms_threshold``, ``pre_nms_topk``, ``min_segment_length``,
       ``nms_sigma``, ``nms_min_score``, ``max_segments``, ``voting_threshold``,
       ``inference_query_chunk_size``.
-    * **Data / time mapping** — ``fps``, ``clip_size``, ``clip_stride``, ``downsample_rate``,
-      ``fixed_length`` (``None`` or 256), ``max_queries_per_video``, ``query_grouping``,
-      ``crop_ratio``, ``truncation_threshold``.
-    * **Training recipe** — ``learning_rate``, ``module_learning_rates``, ``weight_decay``,
-      ``batch_size``, ``gradient_accumulation_steps``, ``num_epochs``, ``warmup_epochs``,
-      ``ema_decay``, ``max_grad_norm``, ``seed``.
-    * **Evaluation / text features** — ``eval_ranks``, ``eval_thresholds``, ``eval_split``,
-      ``text_feature_source`` (how sentences become token features for the pipeline).
+    * **Time mapping** — ``fps``, ``clip_size``, ``clip_stride``, ``downsample_rate``,
+      ``fixed_length`` (``None`` or 256).
+    * **Feature sources** — ``text_feature_source`` (how sentences become token features for the pipeline).
+    * ``preset`` — the preset the configuration came from (informational; picks the model card).
+
+    The training recipe (learning rates, batch size, epochs, EMA, seed, training-sample grouping and
+    crops, the evaluation protocol) is :class:`modeling_mscl.training.TrainingRecipe`.
     """
 
     model_type = "mscl"
@@ -138,29 +190,17 @@ class MSCLConfig(PretrainedConfig):
         clip_stride: float = 4.0,
         downsample_rate: int = 1,
         fixed_length: Optional[int] = None,
-        max_queries_per_video: int = 4,
-        query_grouping: str = "greedy",
-        crop_ratio: Optional[Sequence[float]] = (0.9, 1.0),
-        truncation_threshold: float = 0.5,
-        # training recipe
-        learning_rate: float = 1e-3,
-        module_learning_rates: Optional[Dict[str, float]] = None,
-        weight_decay: float = 0.05,
-        batch_size: int = 4,
-        gradient_accumulation_steps: int = 1,
-        num_epochs: int = 10,
-        warmup_epochs: int = 5,
-        ema_decay: float = 0.999,
-        max_grad_norm: float = 1.0,
-        seed: int = 1234567891,
-        # evaluation / text features
-        eval_ranks: Sequence[int] = (1, 5),
-        eval_thresholds: Sequence[float] = (0.3, 0.5),
-        eval_split: str = "test",
+        # feature sources
         text_feature_source: Optional[Dict[str, Any]] = None,
         preset: Optional[str] = None,
         **kwargs,
     ):
+        recipe_keys = sorted(LEGACY_RECIPE_KEYS & set(kwargs))
+        if recipe_keys:
+            raise ValueError(
+                f"MSCLConfig: {', '.join(recipe_keys)} belong(s) to the training recipe, not to the model "
+                "configuration; set them on modeling_mscl.training.TrainingRecipe (or the preset's 'training' section)"
+            )
         self.video_input_dim = int(video_input_dim)
         self.hidden_size = int(hidden_size)
         self.video_input_stride = int(video_input_stride)
@@ -222,25 +262,7 @@ class MSCLConfig(PretrainedConfig):
         self.clip_stride = float(clip_stride)
         self.downsample_rate = int(downsample_rate)
         self.fixed_length = None if fixed_length is None else int(fixed_length)
-        self.max_queries_per_video = int(max_queries_per_video)
-        self.query_grouping = query_grouping
-        self.crop_ratio = None if crop_ratio is None else [float(c) for c in crop_ratio]
-        self.truncation_threshold = float(truncation_threshold)
 
-        self.learning_rate = float(learning_rate)
-        self.module_learning_rates = dict(module_learning_rates or {})
-        self.weight_decay = float(weight_decay)
-        self.batch_size = int(batch_size)
-        self.gradient_accumulation_steps = int(gradient_accumulation_steps)
-        self.num_epochs = int(num_epochs)
-        self.warmup_epochs = int(warmup_epochs)
-        self.ema_decay = float(ema_decay)
-        self.max_grad_norm = float(max_grad_norm)
-        self.seed = int(seed)
-
-        self.eval_ranks = [int(r) for r in eval_ranks]
-        self.eval_thresholds = [float(t) for t in eval_thresholds]
-        self.eval_split = eval_split
         self.text_feature_source = dict(text_feature_source) if text_feature_source else None
         self.preset = preset
         super().__init__(**kwargs)
@@ -323,43 +345,44 @@ class MSCLConfig(PretrainedConfig):
         return self.within_loss_weight > 0 or self.cross_loss_weight > 0
 
     # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, config_dict: Dict[str, Any], **kwargs) -> "MSCLConfig":
+        """As ``PretrainedConfig.from_dict``, dropping the training-recipe keys of folders saved before the
+        recipe left the configuration (:data:`LEGACY_RECIPE_KEYS`)."""
+        stale = sorted(LEGACY_RECIPE_KEYS & set(config_dict))
+        if stale:
+            logger.info("config.json carries training-recipe keys the model ignores: %s", ", ".join(stale))
+            config_dict = {k: v for k, v in config_dict.items() if k not in LEGACY_RECIPE_KEYS}
+        return super().from_dict(config_dict, **kwargs)
+
     @staticmethod
     def preset_path(name: str) -> str:
-        return os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets", f"{name}.json")
+        return preset_path(name)
 
     @classmethod
     def load_preset_dict(cls, name: str) -> Dict[str, Any]:
-        if name not in PRESET_NAMES:
-            raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(PRESET_NAMES)}")
-        path = cls.preset_path(name)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"preset file for {name!r} is missing: {path}")
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        data.pop("_comment", None)
-        return data
+        """The ``model`` section of preset ``name``."""
+        return load_preset(name)["model"]
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "MSCLConfig":
-        """Build the configuration of a named dataset setting (``tacos_c3d``, ``mad_clip``, …, ``debug``).
+        """Build the model configuration of a named setting (``tacos_c3d``, ``mad_clip``, …, ``quickstart``):
+        the preset's ``model`` section.
 
-        Keyword overrides replace preset values; unknown keys are an error.
+        Keyword overrides replace preset values; unknown keys are an error (a training-recipe key names
+        :class:`~modeling_mscl.training.TrainingRecipe`).
         """
         values = cls.load_preset_dict(name)
         known = set(cls().to_dict()) | set(values)
+        recipe = sorted(k for k in overrides if k in LEGACY_RECIPE_KEYS)
+        if recipe:
+            raise ValueError(
+                f"{', '.join(recipe)}: training-recipe field(s), not MSCLConfig fields; use "
+                "modeling_mscl.training.TrainingRecipe.from_preset(name, ...)"
+            )
         unknown = sorted(k for k in overrides if k not in known)
         if unknown:
             raise ValueError(f"unknown MSCLConfig field(s) in overrides: {', '.join(unknown)}")
         values.update(overrides)
         values["preset"] = name
         return cls(**values)
-
-    @classmethod
-    def from_snag_opt(cls, opt: Dict[str, Any]) -> "MSCLConfig":
-        """Map a merged SnAG options dict (``opt.yaml`` + code defaults) onto an :class:`MSCLConfig`.
-
-        Every option SnAG's model uses is mapped; a value the package does not implement raises.
-        """
-        from .snag_options_mscl import config_kwargs_from_snag_opt
-
-        return cls(**config_kwargs_from_snag_opt(opt))

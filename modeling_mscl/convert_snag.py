@@ -14,11 +14,13 @@ SnAG evaluates its EMA weights, so ``model_ema`` is converted by default (``--we
 the raw weights). A DataParallel ``module.`` prefix is stripped.
 
 The configuration comes from the SnAG options (``--snag-opt``: the yaml as users keep it, or a JSON
-dump of SnAG's merged options) via :meth:`MSCLConfig.from_snag_opt`, from a preset (``--preset``), or
-from both: the preset then supplies what SnAG's options do not say (``fps``, the text feature source,
-…) and the SnAG options override everything they determine.
+dump of SnAG's merged options) via :func:`modeling_mscl.snag.config_from_snag_opt`, from a preset
+(``--preset``), or from both: the preset then supplies what SnAG's options do not say (``fps``, the text
+feature source, …) and the SnAG options override everything they determine. Only the model
+configuration is written: SnAG's training recipe (optimiser, schedule, sampling, evaluation protocol) is
+not part of a model folder (:func:`modeling_mscl.snag.recipe_from_snag_opt` reads it when needed).
 
-Every key is mapped strictly (:mod:`modeling_mscl.snag_mapping`): an unknown or missing key, a shape
+Every key is mapped strictly (:mod:`modeling_mscl.snag.mapping`): an unknown or missing key, a shape
 mismatch or an unsupported option is an error naming it, and nothing is written. The folder is
 assembled in a temporary directory next to ``--output`` and moved into place only once complete.
 """
@@ -39,10 +41,10 @@ import torch
 
 from .configuration_mscl import PRESET_NAMES, MSCLConfig
 from .modeling_mscl import MSCLForTemporalGrounding
-from .snag_mapping import snag_to_mscl_state_dict
-from .snag_options_mscl import config_kwargs_from_snag_opt
+from .snag.mapping import snag_to_mscl_state_dict
+from .snag.options import config_from_snag_opt, config_kwargs_from_snag_opt, split_snag_kwargs
 
-__all__ = ["convert_snag_checkpoint", "load_snag_opt", "load_snag_state_dict", "main"]
+__all__ = ["build_config", "build_recipe", "convert_snag_checkpoint", "load_snag_opt", "load_snag_state_dict", "main"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,16 +146,29 @@ def load_snag_state_dict(path: str, weights: str = "ema") -> Dict[str, torch.Ten
 
 
 def build_config(snag_opt: Optional[Mapping[str, Any]] = None, preset: Optional[str] = None) -> MSCLConfig:
-    """Configuration from SnAG options, a preset, or both (SnAG options override the preset)."""
+    """Model configuration from SnAG options, a preset, or both (SnAG options override the preset)."""
     if snag_opt is None and preset is None:
         raise ValueError("give the SnAG options (--snag-opt) and/or a preset (--preset) to describe the model")
     if preset is None:
-        return MSCLConfig.from_snag_opt(dict(snag_opt))
+        return config_from_snag_opt(dict(snag_opt))
     values = MSCLConfig.load_preset_dict(preset)
     if snag_opt is not None:
-        values.update(config_kwargs_from_snag_opt(dict(snag_opt)))
+        values.update(split_snag_kwargs(config_kwargs_from_snag_opt(dict(snag_opt)))[0])
     values["preset"] = preset
     return MSCLConfig(**values)
+
+
+def build_recipe(snag_opt: Optional[Mapping[str, Any]] = None, preset: Optional[str] = None):
+    """The training recipe that goes with :func:`build_config`: the preset's ``training`` section, with
+    everything SnAG's options determine (optimiser, schedule, EMA, sampling, evaluation) taken from them."""
+    from .training.recipe import TrainingRecipe
+
+    if snag_opt is None and preset is None:
+        raise ValueError("give the SnAG options (--snag-opt) and/or a preset (--preset) to describe the recipe")
+    values = TrainingRecipe.from_preset(preset).to_dict() if preset is not None else {}
+    if snag_opt is not None:
+        values.update(split_snag_kwargs(config_kwargs_from_snag_opt(dict(snag_opt)))[1])
+    return TrainingRecipe.from_dict(values)
 
 
 # --------------------------------------------------------------------------------------------

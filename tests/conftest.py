@@ -106,6 +106,48 @@ def _fh_clear_client_caches():
 
 
 # ======================================================================================================
+# BEGIN tiny configurations: the tests' own model and recipe (never a user-facing preset)
+# ======================================================================================================
+#: A tiny model (64-d video width, one text layer) for fast tests: what the former `debug` preset held.
+TINY_MODEL = {
+    "video_input_dim": 32, "hidden_size": 64, "video_input_stride": 1, "max_video_length": 256,
+    "num_embedding_convs": 2, "num_stem_blocks": 0, "num_pyramid_levels": 5, "attention_window": 5,
+    "video_use_abs_pe": True, "text_input_dim": 32, "text_hidden_size": 32, "text_encoder_type": "transformer",
+    "text_num_layers": 1, "max_text_length": 16, "text_use_abs_pe": True, "fusion_mode": "affine",
+    "regression_range": 4, "regression_loss_type": "diou", "regression_loss_weight": 1.0, "loss_normalizer_init": 20,
+    "pre_nms_topk": 2000, "max_segments": 5, "fps": 1.0, "clip_size": 1, "clip_stride": 1, "downsample_rate": 1,
+    "fixed_length": None,
+    "text_feature_source": {"type": "precomputed", "note": "synthetic token features of the bundled benchmark"},
+}
+#: The recipe that goes with it (short runs on the semi-synthetic benchmark).
+TINY_RECIPE = {
+    "learning_rate": 0.002, "module_learning_rates": {}, "weight_decay": 0.05, "batch_size": 8,
+    "gradient_accumulation_steps": 1, "num_epochs": 4, "warmup_epochs": 1, "ema_decay": 0.99,
+    "max_queries_per_video": 4, "query_grouping": "greedy", "crop_ratio": [0.9, 1.0], "eval_split": "test",
+    "eval_ranks": [1, 5], "eval_thresholds": [0.3, 0.5, 0.7],
+}
+
+
+def tiny_config(**overrides):
+    """The tests' tiny :class:`MSCLConfig` (:data:`TINY_MODEL` + ``overrides``), built explicitly."""
+    from modeling_mscl import MSCLConfig
+
+    return MSCLConfig(**{**TINY_MODEL, **overrides})
+
+
+def tiny_recipe(**overrides):
+    """The tests' :class:`TrainingRecipe` (:data:`TINY_RECIPE` + ``overrides``)."""
+    from modeling_mscl.training.recipe import TrainingRecipe
+
+    return TrainingRecipe(**{**TINY_RECIPE, **overrides})
+
+
+# ======================================================================================================
+# END tiny configurations
+# ======================================================================================================
+
+
+# ======================================================================================================
 # BEGIN training: one default run per test session (tests/test_training_run.py)
 # ======================================================================================================
 @pytest.fixture(scope="module")
@@ -121,8 +163,8 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
-def trained_debug_run(tmp_path_factory):
-    """``python train_scripts/run.py`` with no training arguments — the ``debug`` preset on the bundled
+def trained_quickstart_run(tmp_path_factory):
+    """``python train_scripts/run.py`` with no training arguments — the ``quickstart`` preset on the bundled
     semi-synthetic benchmark, exactly the README's Quickstart run — trained ONCE per test session.
 
     Yields ``{"output_dir", "dataset", "metrics" (metrics.json), "stdout", "seconds"}``. The run folder

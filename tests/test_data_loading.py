@@ -11,7 +11,6 @@ import torch
 from modeling_mscl.data.loading import (
     GroundingDataset,
     GroundingStream,
-    ParquetGroundingStream,
     decode_table,
     iter_epoch,
     load_grounding_dataset,
@@ -19,7 +18,6 @@ from modeling_mscl.data.loading import (
 from modeling_mscl.data.schema import read_metadata, write_grounding_dataset
 
 DV, DT = 6, 3
-BACKENDS = ("datasets", "pyarrow")
 
 
 def make_rows(n, seed=0):
@@ -61,13 +59,12 @@ def shard_of_video(root, split):
     return owner
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_two_ranks_read_disjoint_whole_shards(dataset_dir, backend):
+def test_two_ranks_read_disjoint_whole_shards(dataset_dir):
     owner = shard_of_video(dataset_dir, "train")
     for epoch in (0, 1):
         per_rank = []
         for rank in (0, 1):
-            ds = load_grounding_dataset(dataset_dir, "train", shuffle_buffer=8, seed=7, rank=rank, world_size=2, backend=backend)
+            ds = load_grounding_dataset(dataset_dir, "train", shuffle_buffer=8, seed=7, rank=rank, world_size=2)
             ds.set_epoch(epoch)
             ids = [r["video_id"] for r in ds]
             assert len(ids) == len(ds) == 12  # same number of steps on every rank
@@ -81,15 +78,14 @@ def test_two_ranks_read_disjoint_whole_shards(dataset_dir, backend):
             assert {v for v, s in owner.items() if s in shards} == set(ids)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_unequal_shards_truncate_to_a_common_count(tmp_path, backend):
+def test_unequal_shards_truncate_to_a_common_count(tmp_path):
     # 9 videos in 2 shards: 5 + 4 rows. Truncation gives 4 rows per rank; None keeps every row.
     write_grounding_dataset(make_rows(9), tmp_path / "ds", "train", DV, DT, min_shards=2)
     counts, union = [], set()
     for rank in (0, 1):
-        ds = load_grounding_dataset(tmp_path / "ds", "train", seed=1, rank=rank, world_size=2, backend=backend)
+        ds = load_grounding_dataset(tmp_path / "ds", "train", seed=1, rank=rank, world_size=2)
         counts.append(len([r for r in ds]))
-        full = load_grounding_dataset(tmp_path / "ds", "train", seed=1, rank=rank, world_size=2, backend=backend, equalize=None)
+        full = load_grounding_dataset(tmp_path / "ds", "train", seed=1, rank=rank, world_size=2, equalize=None)
         union |= {r["video_id"] for r in full}
     assert counts == [4, 4]
     assert len(union) == 9
@@ -104,14 +100,11 @@ def test_shard_count_not_multiple_of_world_size(tmp_path):
         warnings.simplefilter("ignore")
         ids1 = [r["video_id"] for r in load_grounding_dataset(tmp_path / "ds", "train", rank=1, world_size=2)]
     assert len(ids0) == len(ids1) == 3 and not set(ids0) & set(ids1)  # fallback: 1 row in 2, equalised
-    with pytest.raises(ValueError, match="min_shards=2"):
-        load_grounding_dataset(tmp_path / "ds", "train", rank=0, world_size=2, backend="pyarrow")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_epoch_order_is_a_function_of_seed_and_epoch(dataset_dir, backend):
+def test_epoch_order_is_a_function_of_seed_and_epoch(dataset_dir):
     def order(seed, epoch, skip=0):
-        ds = load_grounding_dataset(dataset_dir, "train", shuffle_buffer=6, seed=seed, backend=backend)
+        ds = load_grounding_dataset(dataset_dir, "train", shuffle_buffer=6, seed=seed)
         return [r["video_id"] for r in iter_epoch(ds, epoch, skip=skip)]
 
     e0 = order(3, 0)
@@ -121,23 +114,21 @@ def test_epoch_order_is_a_function_of_seed_and_epoch(dataset_dir, backend):
     assert order(4, 0) != e0
     # Resuming mid-epoch replays exactly the rest of the epoch.
     assert order(3, 1, skip=10) == order(3, 1)[10:]
-    ds = load_grounding_dataset(dataset_dir, "train", shuffle_buffer=6, seed=0, backend=backend)
+    ds = load_grounding_dataset(dataset_dir, "train", shuffle_buffer=6, seed=0)
     assert [r["video_id"] for r in iter_epoch(ds, 0, seed=3)] == e0  # the seed argument overrides
 
 
 def test_no_shuffle_keeps_stored_order(dataset_dir):
     a = [r["video_id"] for r in load_grounding_dataset(dataset_dir, "test", shuffle_buffer=None)]
-    b = [r["video_id"] for r in load_grounding_dataset(dataset_dir, "test", shuffle_buffer=None, backend="pyarrow")]
-    assert a == b == ["vid000", "vid001", "vid002"]
+    assert a == ["vid000", "vid001", "vid002"]
 
 
-def test_backends_decode_identically(dataset_dir):
+def test_streaming_and_map_style_decode_identically(dataset_dir):
     a = {r["video_id"]: r for r in load_grounding_dataset(dataset_dir, "train", shuffle_buffer=None)}
-    b = {r["video_id"]: r for r in load_grounding_dataset(dataset_dir, "train", shuffle_buffer=None, backend="pyarrow")}
     c = {r["video_id"]: r for r in load_grounding_dataset(dataset_dir, "train", streaming=False)}
     src = {r["video_id"]: r for r in make_rows(24)}
     for vid, row in src.items():
-        for got in (a[vid], b[vid], c[vid]):
+        for got in (a[vid], c[vid]):
             assert np.array_equal(got["video_features"], row["video_features"])
             assert [q["query_id"] for q in got["queries"]] == [q["query_id"] for q in row["queries"]]
             for qg, qs in zip(got["queries"], row["queries"]):
@@ -170,7 +161,7 @@ def test_columns_subset(dataset_dir):
     ds = load_grounding_dataset(dataset_dir, "train", columns=["video_id", "duration", "queries"], shuffle_buffer=None)
     row = next(iter(ds))
     assert set(row) == {"video_id", "duration", "queries"}
-    ds = load_grounding_dataset(dataset_dir, "train", columns=["video_id"], backend="pyarrow", shuffle_buffer=None)
+    ds = load_grounding_dataset(dataset_dir, "train", columns=["video_id"], shuffle_buffer=None)
     assert set(next(iter(ds))) == {"video_id"}
     with pytest.raises(ValueError, match="unknown column"):
         load_grounding_dataset(dataset_dir, "train", columns=["video_id", "nope"])
@@ -191,6 +182,8 @@ def test_errors(dataset_dir, tmp_path):
         load_grounding_dataset(dataset_dir, "train", rank=2, world_size=2)
     with pytest.raises(ValueError, match="format"):
         load_grounding_dataset(dataset_dir, "train", format="jax")
+    with pytest.raises(ValueError, match="map-style loading"):
+        load_grounding_dataset(dataset_dir, "train", streaming=False, rank=0, world_size=2)
     # A shard set with a hole is refused rather than read partially.
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "train-00001-of-00002.parquet").write_bytes(b"")
@@ -218,20 +211,20 @@ def test_decode_table_handles_empty_text(tmp_path):
     table = ds.hf_dataset.with_format("arrow")[0:2]
     decoded = decode_table(table, DV, DT, fmt="torch")
     assert decoded[0]["queries"][0]["text_features"].shape == (0, DT)
-    assert isinstance(ds, GroundingDataset) and not isinstance(ds, (GroundingStream, ParquetGroundingStream))
+    assert isinstance(ds, GroundingDataset) and not isinstance(ds, GroundingStream)
 
 
 def test_arrays_writable_unless_zero_copy(dataset_dir):
     row = next(iter(load_grounding_dataset(dataset_dir, "test", shuffle_buffer=None)))
     assert row["video_features"].flags.writeable and row["queries"][0]["text_features"].flags.writeable
-    row = next(iter(load_grounding_dataset(dataset_dir, "test", shuffle_buffer=None, backend="pyarrow", zero_copy=True)))
+    row = next(iter(load_grounding_dataset(dataset_dir, "test", shuffle_buffer=None, zero_copy=True)))
     assert not row["video_features"].flags.writeable
     ds = load_grounding_dataset(dataset_dir, "test", streaming=False, zero_copy=True)
     assert not ds[0]["video_features"].flags.writeable
 
 
 def test_hub_repo_round_trip(fake_hub, dataset_dir):
-    """A dataset folder uploaded as is loads by repo id: streaming, map-style and the pyarrow backend."""
+    """A dataset folder uploaded as is loads by repo id: streaming and map-style."""
     from huggingface_hub import HfApi
 
     api = HfApi()
@@ -244,8 +237,6 @@ def test_hub_repo_round_trip(fake_hub, dataset_dir):
     assert sorted(r["video_id"] for r in load_grounding_dataset("org/grounding", "train", shuffle_buffer=None)) == local
     test = load_grounding_dataset("org/grounding", "test", streaming=False)
     assert len(test) == 3 and test[0]["video_features"].shape[1] == DV
-    pa_stream = load_grounding_dataset("org/grounding", "train", backend="pyarrow", rank=0, world_size=2)
-    assert len([r for r in pa_stream]) == 12
     with pytest.raises(ValueError, match="video feature dim is 6, expected 7"):
         load_grounding_dataset("org/grounding", "train", video_dim=7)
     with pytest.raises(ValueError, match="unknown split 'nope'"):

@@ -20,10 +20,12 @@ from modeling_mscl.data.sampling import (
     stable_seed,
     worst_case_window_seconds,
 )
+from modeling_mscl.training.recipe import TrainingRecipe
+from conftest import tiny_config, tiny_recipe
 
 # (preset, fps, clip_size, clip_stride, downsample_rate, raw-length range) of dataset-like rows.
 ROW_KINDS = {
-    "debug": (1.0, 1.0, 1.0, 1, (40, 400)),
+    "tiny": (1.0, 1.0, 1.0, 1, (40, 400)),
     "tacos_c3d": (29.4, 16.0, 4.0, 4, (2000, 14000)),
     "mad_clip": (5.0, 1.0, 1.0, 1, (3000, 20000)),
     "ego4d_egovlp": (30.0, 32.0, 8.0, 2, (500, 6000)),
@@ -32,7 +34,7 @@ ROW_KINDS = {
 }
 
 
-def make_row(rng, video_id, kind="debug", num_queries=None, dim=4, text_dim=3, max_len_frac=0.6, raw_len=None):
+def make_row(rng, video_id, kind="tiny", num_queries=None, dim=4, text_dim=3, max_len_frac=0.6, raw_len=None):
     fps, clip, stride, rate, (lo, hi) = ROW_KINDS[kind]
     t_raw = int(raw_len if raw_len is not None else rng.integers(lo, hi))
     duration = ((t_raw - 1) * stride + clip) / fps
@@ -66,7 +68,13 @@ def make_row(rng, video_id, kind="debug", num_queries=None, dim=4, text_dim=3, m
 
 
 def config_for(kind, **overrides):
-    return MSCLConfig.from_preset(kind, **overrides)
+    """The model configuration of a row kind: the tests' tiny model, or a dataset preset's."""
+    return tiny_config(**overrides) if kind == "tiny" else MSCLConfig.from_preset(kind, **overrides)
+
+
+def recipe_for(kind):
+    """The training recipe (sampling settings) of a row kind."""
+    return tiny_recipe() if kind == "tiny" else TrainingRecipe.from_preset(kind)
 
 
 def kept_fraction(sample, row, config):
@@ -87,9 +95,9 @@ def test_stable_seed_is_stable_and_type_aware():
     assert 0 <= stable_seed("x") < 2**63
 
 
-@pytest.mark.parametrize("kind", ["debug", "tacos_c3d", "mad_clip", "ego4d_egovlp"])
+@pytest.mark.parametrize("kind", ["tiny", "tacos_c3d", "mad_clip", "ego4d_egovlp"])
 def test_crops_keep_more_than_half_of_every_grouped_moment(kind):
-    config = config_for(kind)
+    config, recipe = config_for(kind), recipe_for(kind)
     rng = np.random.default_rng(123)
     rows = [make_row(rng, f"{kind}-{i}", kind) for i in range(6)]
     cropped = 0
@@ -97,9 +105,9 @@ def test_crops_keep_more_than_half_of_every_grouped_moment(kind):
         for epoch in range(3):
             for row in rows:
                 seen = []
-                for sample in TrainingSampleStream([row], config, epoch, seed):
+                for sample in TrainingSampleStream([row], config, epoch, seed, recipe=recipe):
                     frac = kept_fraction(sample, row, config)
-                    assert np.all(frac > config.truncation_threshold), (kind, seed, epoch, frac)
+                    assert np.all(frac > recipe.truncation_threshold), (kind, seed, epoch, frac)
                     labels = sample["labels"].numpy()
                     assert np.all(labels[:, 1] > labels[:, 0])  # no query loses its moment
                     w = sample["video_features"].shape[0]
@@ -110,23 +118,24 @@ def test_crops_keep_more_than_half_of_every_grouped_moment(kind):
                     seen += sample["query_indices"]
                 # greedy: each query exactly once per epoch
                 assert sorted(seen) == list(range(len(row["queries"])))
-    if config.crop_ratio is not None or kind == "ego4d_egovlp":
+    if recipe.crop_ratio is not None or kind == "ego4d_egovlp":
         assert cropped > 0
 
 
-@pytest.mark.parametrize("kind", ["debug", "tacos_c3d", "mad_clip"])
+@pytest.mark.parametrize("kind", ["tiny", "tacos_c3d", "mad_clip"])
 def test_greedy_groups_fit_the_worst_case_window(kind):
-    config = config_for(kind)
+    config, recipe = config_for(kind), recipe_for(kind)
     rng = np.random.default_rng(7)
     for i in range(10):
         row = make_row(rng, f"v{i}", kind, num_queries=int(rng.integers(1, 40)))
         mapping = mapping_for_row(row, config)
         n_feat = math.ceil(len(row["video_features"]) / row["downsample_rate"])
-        window = worst_case_window_seconds(n_feat, mapping, config)
-        groups = group_queries(row["queries"], num_features=n_feat, mapping=mapping, config=config, epoch=0, video_id=row["video_id"])
+        window = worst_case_window_seconds(n_feat, mapping, config, recipe)
+        groups = group_queries(row["queries"], num_features=n_feat, mapping=mapping, config=config, recipe=recipe, epoch=0,
+                               video_id=row["video_id"])
         assert sorted(i for g in groups for i in g) == list(range(len(row["queries"])))
         for g in groups:
-            assert 1 <= len(g) <= config.max_queries_per_video
+            assert 1 <= len(g) <= recipe.max_queries_per_video
             starts = [row["queries"][i]["start"] for i in g]
             ends = [row["queries"][i]["end"] for i in g]
             if len(g) > 1:
@@ -134,12 +143,12 @@ def test_greedy_groups_fit_the_worst_case_window(kind):
 
 
 def test_moment_longer_than_the_window_is_its_own_group_and_keeps_over_half():
-    config = config_for("debug")
+    config, recipe = config_for("tiny"), recipe_for("tiny")
     rng = np.random.default_rng(4)
-    row = make_row(rng, "long", "debug", raw_len=400, num_queries=6, max_len_frac=0.05)
+    row = make_row(rng, "long", "tiny", raw_len=400, num_queries=6, max_len_frac=0.05)
     row["queries"][2].update(start=50.0, end=350.0)  # 300 s > 256-step window
     for epoch in range(5):
-        samples = list(TrainingSampleStream([row], config, epoch))
+        samples = list(TrainingSampleStream([row], config, epoch, recipe=recipe))
         (alone,) = [s for s in samples if 2 in s["query_indices"]]
         assert alone["query_indices"] == [2]
         assert alone["video_features"].shape[0] == 256
@@ -148,49 +157,51 @@ def test_moment_longer_than_the_window_is_its_own_group_and_keeps_over_half():
 
 
 def test_worst_case_window_formula():
-    config = config_for("tacos_c3d")
+    config, recipe = config_for("tacos_c3d"), recipe_for("tacos_c3d")
     mapping = TimeMapping(29.4, 16, 4, 4, 1, 1000.0)
     # longer than the training length: W = max_video_length
-    assert worst_case_window_seconds(5000, mapping, config) == pytest.approx((16 * 2303 + 16) / 29.4)
+    assert worst_case_window_seconds(5000, mapping, config, recipe) == pytest.approx((16 * 2303 + 16) / 29.4)
     # shorter with crop_ratio: W = ceil(0.9 n)
-    assert worst_case_window_seconds(1000, mapping, config) == pytest.approx((16 * 899 + 16) / 29.4)
+    assert worst_case_window_seconds(1000, mapping, config, recipe) == pytest.approx((16 * 899 + 16) / 29.4)
     ego = config_for("ego4d_egovlp")
-    assert worst_case_window_seconds(1000, TimeMapping(30, 32, 8, 2), ego) == pytest.approx((16 * 999 + 32) / 30)
+    assert worst_case_window_seconds(1000, TimeMapping(30, 32, 8, 2), ego, recipe_for("ego4d_egovlp")) == pytest.approx(
+        (16 * 999 + 32) / 30)
 
 
 def test_fixed_length_greedy_chunks_and_anet_random_pairs():
     rng = np.random.default_rng(0)
-    charades = config_for("charades_i3d")
-    anet = config_for("anet_c3d")
+    charades, charades_recipe = config_for("charades_i3d"), recipe_for("charades_i3d")
+    anet, anet_recipe = config_for("anet_c3d"), recipe_for("anet_c3d")
     for i in range(20):
         row = make_row(rng, f"c{i}", "charades_i3d", num_queries=int(rng.integers(1, 11)))
         n = len(row["queries"])
         mapping = mapping_for_row(row, charades)
         groups = group_queries(row["queries"], num_features=len(row["video_features"]), mapping=mapping, config=charades,
-                               epoch=1, video_id=row["video_id"])
+                               recipe=charades_recipe, epoch=1, video_id=row["video_id"])
         assert sorted(i for g in groups for i in g) == list(range(n))
         assert [len(g) for g in groups] == [min(4, n - 4 * k) for k in range(math.ceil(n / 4))]
 
         arow = make_row(rng, f"a{i}", "anet_c3d", num_queries=int(rng.integers(2, 9)))
-        samples = list(TrainingSampleStream([arow], anet, epoch=0))
+        samples = list(TrainingSampleStream([arow], anet, epoch=0, recipe=anet_recipe))
         assert len(samples) == 1 and len(samples[0]["query_ids"]) == 2
         assert len(set(samples[0]["query_ids"])) == 2
     single = make_row(rng, "one", "anet_c3d", num_queries=1)
-    assert len(list(TrainingSampleStream([single], anet, epoch=0))[0]["query_ids"]) == 1
+    assert len(list(TrainingSampleStream([single], anet, epoch=0, recipe=anet_recipe))[0]["query_ids"]) == 1
 
 
 def test_random_grouping_changes_with_epoch_but_replays():
     rng = np.random.default_rng(1)
-    anet = config_for("anet_c3d")
+    anet, recipe = config_for("anet_c3d"), recipe_for("anet_c3d")
     row = make_row(rng, "a", "anet_c3d", num_queries=10)
-    draws = [tuple(next(iter(TrainingSampleStream([row], anet, epoch=e)))["query_indices"]) for e in range(8)]
+    draws = [tuple(next(iter(TrainingSampleStream([row], anet, epoch=e, recipe=recipe)))["query_indices"]) for e in range(8)]
     assert len(set(draws)) > 1
-    assert draws == [tuple(next(iter(TrainingSampleStream([row], anet, epoch=e)))["query_indices"]) for e in range(8)]
+    assert draws == [tuple(next(iter(TrainingSampleStream([row], anet, epoch=e, recipe=recipe)))["query_indices"])
+                     for e in range(8)]
 
 
 def _label_mapping_by_hand(kind, t, crop, row):
     """Grid label of time t by the §7.3 formula, written out per dataset."""
-    if kind == "debug":  # fps 1, clip 1, stride 1: idx = t - 0.5
+    if kind == "tiny":  # fps 1, clip 1, stride 1: idx = t - 0.5
         return t - 0.5 - crop
     if kind == "tacos_c3d":  # stride_eff 16, clip 16: idx = t*fps/16 - 0.5
         return t * 29.4 / 16 - 0.5 - crop
@@ -202,13 +213,13 @@ def _label_mapping_by_hand(kind, t, crop, row):
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["debug", "tacos_c3d", "mad_clip", "charades_i3d"])
+@pytest.mark.parametrize("kind", ["tiny", "tacos_c3d", "mad_clip", "charades_i3d"])
 def test_labels_equal_hand_computed_mapping(kind):
-    config = config_for(kind)
+    config, recipe = config_for(kind), recipe_for(kind)
     rng = np.random.default_rng(5)
     for i in range(5):
         row = make_row(rng, f"v{i}", kind, max_len_frac=0.3)
-        for sample in TrainingSampleStream([row], config, epoch=i):
+        for sample in TrainingSampleStream([row], config, epoch=i, recipe=recipe):
             w = sample["video_features"].shape[0]
             off = 0.5 * sample["mapping"].clip_size / sample["mapping"].stride_eff
             for k, qi in enumerate(sample["query_indices"]):
@@ -221,10 +232,10 @@ def test_labels_equal_hand_computed_mapping(kind):
 
 
 def test_collator_padding_masks_and_indices():
-    config = config_for("debug")
+    config = config_for("tiny")
     rng = np.random.default_rng(3)
-    rows = [make_row(rng, f"v{i}", "debug", dim=config.video_input_dim, text_dim=config.text_input_dim) for i in range(8)]
-    samples = list(TrainingSampleStream(rows, config, epoch=0))[:6]
+    rows = [make_row(rng, f"v{i}", "tiny", dim=config.video_input_dim, text_dim=config.text_input_dim) for i in range(8)]
+    samples = list(TrainingSampleStream(rows, config, epoch=0, recipe=recipe_for("tiny")))[:6]
     batch = GroundingCollator(config)(samples)
     b, n = len(samples), sum(len(s["query_ids"]) for s in samples)
     assert batch["video_features"].shape == (b, 256, config.video_input_dim)
@@ -266,17 +277,18 @@ def test_contrastive_draw_is_uniform_over_the_group():
 
 
 def test_samples_do_not_depend_on_batch_composition_or_sharding():
-    config = config_for("debug")
+    config, recipe = config_for("tiny"), recipe_for("tiny")
     rng = np.random.default_rng(11)
-    rows = [make_row(rng, f"v{i}", "debug") for i in range(10)]
+    rows = [make_row(rng, f"v{i}", "tiny") for i in range(10)]
 
     def key(s):
         return (s["video_id"], s["group_index"])
 
-    ref = {key(s): s for s in TrainingSampleStream(rows, config, epoch=2, seed=99)}
+    ref = {key(s): s for s in TrainingSampleStream(rows, config, epoch=2, seed=99, recipe=recipe)}
     shuffled = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]
-    other = {key(s): s for s in TrainingSampleStream(shuffled[:7], config, epoch=2, seed=99)}
-    shards = [TrainingSampleStream(rows, config, epoch=2, seed=99, num_shards=3, shard_index=k) for k in range(3)]
+    other = {key(s): s for s in TrainingSampleStream(shuffled[:7], config, epoch=2, seed=99, recipe=recipe)}
+    shards = [TrainingSampleStream(rows, config, epoch=2, seed=99, recipe=recipe, num_shards=3, shard_index=k)
+              for k in range(3)]
     sharded = {key(s): s for sh in shards for s in sh}
     assert set(sharded) == set(ref)
     for pool in (other, sharded):
@@ -294,23 +306,23 @@ def test_samples_do_not_depend_on_batch_composition_or_sharding():
     assert torch.equal(batch_a["contrastive_query_index"][2:] - starts_a[2:], batch_b["contrastive_query_index"][:2] - starts_b[:2])
     assert torch.equal(batch_a["contrastive_seeds"][2:], batch_b["contrastive_seeds"][:2])
     # a different epoch or seed gives different draws somewhere
-    again = {key(s): s for s in TrainingSampleStream(rows, config, epoch=3, seed=99)}
+    again = {key(s): s for s in TrainingSampleStream(rows, config, epoch=3, seed=99, recipe=recipe)}
     assert any(again[k]["crop_offset"] != ref[k]["crop_offset"] for k in set(again) & set(ref))
 
 
 def test_plan_epoch_matches_stream():
-    config = config_for("tacos_c3d")
+    config, recipe = config_for("tacos_c3d"), recipe_for("tacos_c3d")
     rng = np.random.default_rng(2)
     rows = [make_row(rng, f"v{i}", "tacos_c3d", num_queries=int(rng.integers(1, 30))) for i in range(4)]
-    plan = plan_epoch(rows, config, epoch=1)
-    stream = list(TrainingSampleStream(rows, config, epoch=1))
+    plan = plan_epoch(rows, config, epoch=1, recipe=recipe)
+    stream = list(TrainingSampleStream(rows, config, epoch=1, recipe=recipe))
     assert [(rows[p]["video_id"], g, q) for p, g, q in plan] == [(s["video_id"], s["group_index"], s["query_indices"]) for s in stream]
     pos, gi, group = plan[-1]
-    s = prepare_training_sample(rows[pos], group, config, 1, group_index=gi)
+    s = prepare_training_sample(rows[pos], group, config, 1, recipe=recipe, group_index=gi)
     assert torch.equal(s["labels"], stream[-1]["labels"])
 
 
-@pytest.mark.parametrize("kind", ["debug", "tacos_c3d", "charades_i3d"])
+@pytest.mark.parametrize("kind", ["tiny", "tacos_c3d", "charades_i3d"])
 def test_eval_samples_are_never_truncated(kind):
     config = config_for(kind)
     rng = np.random.default_rng(9)
@@ -335,24 +347,24 @@ def test_eval_samples_are_never_truncated(kind):
 
 
 def test_impossible_crop_raises_clear_error():
-    config = config_for("debug")
+    config = config_for("tiny")
     rng = np.random.default_rng(0)
-    row = make_row(rng, "huge", "debug", raw_len=1000, num_queries=1)
+    row = make_row(rng, "huge", "tiny", raw_len=1000, num_queries=1)
     row["queries"][0].update(start=10.0, end=900.0)  # 890 s moment, 256-step window: at most 29% kept
     with pytest.raises(ValueError, match="huge.*no crop"):
-        list(TrainingSampleStream([row], config, epoch=0))
+        list(TrainingSampleStream([row], config, epoch=0, recipe=recipe_for("tiny")))
 
 
 def test_bad_inputs_raise_value_error():
-    config = config_for("debug")
+    config = config_for("tiny")
     rng = np.random.default_rng(0)
-    row = make_row(rng, "v", "debug", num_queries=2)
+    row = make_row(rng, "v", "tiny", num_queries=2)
     row["queries"][1]["text_features"] = np.zeros((0, 3), dtype=np.float32)
     with pytest.raises(ValueError, match="no text features"):
-        prepare_training_sample(row, [1], config, 0)
+        prepare_training_sample(row, [1], config, 0, recipe=recipe_for("tiny"))
     with pytest.raises(ValueError, match="empty"):
         GroundingCollator(config)([])
-    bad = make_row(rng, "w", "debug", num_queries=1)
+    bad = make_row(rng, "w", "tiny", num_queries=1)
     bad["queries"][0].update(start=5.0, end=5.0)
     with pytest.raises(ValueError, match="end <= start"):
-        prepare_training_sample(bad, [0], config, 0)
+        prepare_training_sample(bad, [0], config, 0, recipe=recipe_for("tiny"))

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeling_mscl import MSCLConfig
 from modeling_mscl.data.sampling import GroundingCollator, TrainingSampleStream, prepare_eval_sample
 from modeling_mscl.data.schema import read_metadata, validate_row
 from modeling_mscl.data.synthetic import (
@@ -21,6 +20,7 @@ from modeling_mscl.data.synthetic import (
     synthetic_rows,
     trivial_baseline,
 )
+from conftest import tiny_config, tiny_recipe
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -54,14 +54,14 @@ def test_deterministic_bit_identical_and_seed_dependent():
 
 
 def test_rows_follow_the_schema_and_the_sampler_accepts_them():
-    config = MSCLConfig.from_preset("debug")
+    config = tiny_config()
     rows = list(synthetic_rows("train", small()))
     for row in rows:
         validate_row(row, video_dim=32, text_dim=32)
         assert 64 <= row["video_features"].shape[0] <= 256 and row["duration"] == row["video_features"].shape[0]
         for q in row["queries"]:
             assert 4 <= q["text_features"].shape[0] <= config.max_text_length
-    samples = list(TrainingSampleStream(rows, config, epoch=0))
+    samples = list(TrainingSampleStream(rows, config, epoch=0, recipe=tiny_recipe()))
     batch = GroundingCollator(config)(samples[:8])
     assert batch["video_features"].shape == (8, 256, 32)
     ev = prepare_eval_sample(rows[0], config)

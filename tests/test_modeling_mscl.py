@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from modeling_mscl import PRESET_NAMES, MSCLConfig, MSCLForTemporalGrounding, post_process_grounding
 from modeling_mscl.losses_mscl import draw_contrastive_queries
 from modeling_mscl.modeling_mscl import local_attention
+from conftest import tiny_config as base_tiny_config
 
 SNAG_PARAMS_M = {
     "tacos_c3d": 11.20,
@@ -29,7 +30,7 @@ SNAG_PARAMS_M = {
 def tiny_config(**overrides):
     values = dict(hidden_dropout=0.0, drop_path=0.0)
     values.update(overrides)
-    return MSCLConfig.from_preset("debug", **values)
+    return base_tiny_config(**values)
 
 
 def make_batch(cfg, gen, t_valid=(256, 180), queries=(2, 1), text_len=(7, 4, 11), t_pad=None):
@@ -140,7 +141,7 @@ def test_level_strides_define_the_pyramid():
 
 
 def test_initialisation_follows_snag():
-    model = MSCLForTemporalGrounding(MSCLConfig.from_preset("debug"))
+    model = MSCLForTemporalGrounding(base_tiny_config())
     block = model.video_encoder.branch[1]
     assert torch.all(block.layer_scale_attn.gamma == 1e-4)
     assert torch.all(block.attn.q_proj.bias == 0)
@@ -486,7 +487,7 @@ def test_ground_bad_input():
 
 
 def test_save_load_round_trip_with_position_encoding(tmp_path):
-    cfg = MSCLConfig.from_preset("debug")
+    cfg = base_tiny_config()
     assert cfg.video_use_abs_pe and cfg.text_use_abs_pe
     model = MSCLForTemporalGrounding(cfg).eval()
     model.update_loss_normalizer(7)  # a buffer value that differs from the init must survive
@@ -509,7 +510,7 @@ def test_save_load_round_trip_with_position_encoding(tmp_path):
 
 
 def test_fresh_process_loads_with_trust_remote_code(tmp_path):
-    cfg = MSCLConfig.from_preset("debug")
+    cfg = base_tiny_config()
     model = MSCLForTemporalGrounding(cfg).eval()
     folder = tmp_path / "ckpt"
     model.save_pretrained(folder)
@@ -581,7 +582,7 @@ def test_forward_honours_return_dict():
 def test_auto_classes_resolve():
     from transformers import AutoConfig, AutoModel
 
-    values = MSCLConfig.from_preset("debug").to_dict()
+    values = base_tiny_config().to_dict()
     values.pop("model_type")
     cfg = AutoConfig.for_model("mscl", **values)
     assert isinstance(cfg, MSCLConfig)

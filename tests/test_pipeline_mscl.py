@@ -16,9 +16,10 @@ import pytest
 import torch
 from transformers import pipeline
 
-from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding, MSCLGroundingPipeline, TimeMapping
+from modeling_mscl import MSCLForTemporalGrounding, MSCLGroundingPipeline, TimeMapping
 from modeling_mscl.processing_mscl import resample_to_fixed_length
 from modeling_mscl.text_embedding_mscl import basic_english_tokenize, load_word_vectors
+from conftest import tiny_config
 
 TASK = "video-temporal-grounding"
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _model(seed=0, **overrides):
     """A debug model whose weights are perturbed so that scores are spread out (no near-ties in Soft-NMS)."""
     torch.manual_seed(seed)
-    model = MSCLForTemporalGrounding(MSCLConfig.from_preset("debug", **overrides)).eval()
+    model = MSCLForTemporalGrounding(tiny_config(**overrides)).eval()
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for p in model.parameters():

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_config
+
 from modeling_mscl.processing_mscl import TimeMapping, fixed_length_clip_size, resample_to_fixed_length
 
 
@@ -88,9 +90,9 @@ def _head_outputs():
 
 
 def test_post_process_grounding_decodes_hand_placed_candidates():
-    from modeling_mscl import MSCLConfig, post_process_grounding
+    from modeling_mscl import post_process_grounding
 
-    config = MSCLConfig.from_preset("debug")
+    config = tiny_config()
     assert config.level_strides[:2] == [1, 2]
     moments = post_process_grounding(_head_outputs(), config)
     assert len(moments) == 2 and all(m.dtype == torch.float32 and m.device.type == "cpu" for m in moments)
@@ -111,9 +113,9 @@ def test_post_process_grounding_decodes_hand_placed_candidates():
 
 
 def test_post_process_grounding_in_seconds():
-    from modeling_mscl import MSCLConfig, post_process_grounding
+    from modeling_mscl import post_process_grounding
 
-    config = MSCLConfig.from_preset("debug")
+    config = tiny_config()
     grid = post_process_grounding(_head_outputs(), config)
     one = TimeMapping(fps=2.0, clip_size=1, clip_stride=1, duration=3.0)  # (g + 0.5) / 2, clamped to [0, 3]
     other = TimeMapping(fps=1.0, clip_size=2, clip_stride=1, input_stride=2, duration=60.0)  # 2g + 1
@@ -134,10 +136,9 @@ def test_post_process_grounding_in_seconds():
 # input checks shared by forward, ground, the pipeline and the collator
 # ----------------------------------------------------------------------------------------------------
 def test_shared_input_checks_name_the_problem():
-    from modeling_mscl import MSCLConfig
     from modeling_mscl.processing_mscl import as_feature_tensor, validate_query_features, validate_video_features
 
-    config = MSCLConfig.from_preset("debug")  # video_input_dim = text_input_dim = 32
+    config = tiny_config()  # video_input_dim = text_input_dim = 32
     validate_video_features(torch.zeros(5, 32), config)
     validate_query_features(torch.zeros(3, 32), config, 0)
     cases = [

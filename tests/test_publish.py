@@ -28,13 +28,14 @@ from modeling_mscl.hub.publish import (
     validate_repo_id,
 )
 from modeling_mscl.metrics import recall_at_tiou
+from modeling_mscl.training.recipe import TrainingRecipe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAPER_HEADER = "## Reported in the paper (not reproduced here)"
 
 
 # --------------------------------------------------------------------------------------------------
-# a trained debug output folder, laid out as train_scripts/run.py leaves it
+# a trained quickstart output folder, laid out as train_scripts/run.py leaves it
 # --------------------------------------------------------------------------------------------------
 def _save_ema(params, path, num_updates):
     try:  # the trainer's own EMA writer when it is there
@@ -42,7 +43,7 @@ def _save_ema(params, path, num_updates):
     except ImportError:  # pragma: no cover - same file format: parameters only, safetensors
         save_file(params, str(path), metadata={"decay": "0.999", "num_updates": str(num_updates)})
         return
-    model = MSCLForTemporalGrounding(MSCLConfig.from_preset("debug"))
+    model = MSCLForTemporalGrounding(MSCLConfig.from_preset("quickstart"))
     ema = ModelEMA(model, decay=0.999)
     ema.load_state_dict(params)
     ema.num_updates = num_updates
@@ -50,11 +51,12 @@ def _save_ema(params, path, num_updates):
 
 
 def make_trained_folder(root: Path, step: int = 8, seed: int = 0) -> Path:
-    """A randomly initialised debug model "trained" for ``step`` steps: the final folder holds the EMA model
+    """A randomly initialised quickstart model "trained" for ``step`` steps: the final folder holds the EMA model
     as main weights, metrics.json, predictions.jsonl, training_config.json, and checkpoint-<step>/ holds the
     raw weights + ema.safetensors + trainer_state.json (what MSCLTrainer / run_training write)."""
     root.mkdir(parents=True, exist_ok=True)
-    cfg = MSCLConfig.from_preset("debug")
+    cfg = MSCLConfig.from_preset("quickstart")
+    recipe = TrainingRecipe.from_preset("quickstart")
     torch.manual_seed(seed)
     model = MSCLForTemporalGrounding(cfg)
     init = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -78,15 +80,15 @@ def make_trained_folder(root: Path, step: int = 8, seed: int = 0) -> Path:
     for g in gt:
         seg = np.sort(g[None] + rng.normal(0, 3, size=(5, 2)), axis=1)
         preds.append(np.concatenate([seg, rng.uniform(size=(5, 1))], axis=1))
-    metrics = recall_at_tiou(preds, gt, cfg.eval_ranks, cfg.eval_thresholds)
+    metrics = recall_at_tiou(preds, gt, recipe.eval_ranks, recipe.eval_thresholds)
     metrics.update(num_videos=10, by_moment_length={}, train_seconds=1.0, train_loss=0.5, global_step=step)
     (root / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (root / "predictions.jsonl").write_text('{"query_id": "q0", "moments": []}\n')
     (root / "training_config.json").write_text(
         json.dumps({"options": {"max_eval_videos": None, "output_dir": str(root), "dataset": None},
                     "dataset": "/home/someone/.cache/mscl/synthetic-v2-0123", "eval_split": "test",
-                    "training_arguments": {"logging_dir": str(root / "runs"), "hub_model_id": "org/mscl-debug"},
-                    "config": cfg.to_dict()}, indent=2) + "\n"
+                    "training_arguments": {"logging_dir": str(root / "runs"), "hub_model_id": "org/mscl-quickstart"},
+                    "preset": "quickstart", "recipe": recipe.to_dict(), "config": cfg.to_dict()}, indent=2) + "\n"
     )
     return root
 
@@ -99,7 +101,7 @@ def test_scrub_local_paths():
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    return make_trained_folder(tmp_path_factory.mktemp("publish") / "mscl-debug")
+    return make_trained_folder(tmp_path_factory.mktemp("publish") / "mscl-quickstart")
 
 
 def _card_model_index(card_text: str) -> dict:
@@ -153,7 +155,7 @@ def test_card_without_metrics_says_not_evaluated(preset):
 
 def test_card_model_index_equals_metrics_json(trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
-    card = render_model_card("debug", metrics=trained_run / "metrics.json", repo_id="org/mscl-debug")
+    card = render_model_card("quickstart", metrics=trained_run / "metrics.json", repo_id="org/mscl-quickstart")
     text = str(card)
     assert _card_model_index(text) == _metric_entries(metrics)
     assert "not evaluated" not in text.lower()
@@ -190,13 +192,13 @@ def test_read_metrics_layouts_and_errors(tmp_path):
 
 
 def test_unknown_preset_has_no_card():
-    with pytest.raises(ValueError, match="no model-card template for preset 'tacos_i3d'.*debug"):
+    with pytest.raises(ValueError, match="no model-card template for preset 'tacos_i3d'.*quickstart"):
         render_model_card("tacos_i3d")
 
 
 def test_card_of_another_preset_config_is_refused():
-    with pytest.raises(ValueError, match="preset 'debug', not 'tacos_c3d'"):
-        render_model_card("tacos_c3d", MSCLConfig.from_preset("debug"))
+    with pytest.raises(ValueError, match="preset 'quickstart', not 'tacos_c3d'"):
+        render_model_card("tacos_c3d", MSCLConfig.from_preset("quickstart"))
 
 
 def test_installed_copy_of_the_templates_is_found(tmp_path, monkeypatch):
@@ -205,7 +207,7 @@ def test_installed_copy_of_the_templates_is_found(tmp_path, monkeypatch):
     shutil.copytree(REPO_ROOT / "hub_cards", installed)
     monkeypatch.setattr(cards_mod, "_candidate_dirs", lambda: [tmp_path / "missing", installed])
     assert cards_mod.card_source_dir() == installed
-    assert "not evaluated" in str(render_model_card("debug")).lower()
+    assert "not evaluated" in str(render_model_card("quickstart")).lower()
 
 
 def test_wheel_ships_the_card_templates(tmp_path):
@@ -237,7 +239,7 @@ def test_wheel_ships_the_card_templates(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# export + push of a trained debug checkpoint, loaded back in a fresh process
+# export + push of a trained quickstart checkpoint, loaded back in a fresh process
 # --------------------------------------------------------------------------------------------------
 FRESH_PROCESS = textwrap.dedent(
     """
@@ -255,10 +257,10 @@ FRESH_PROCESS = textwrap.dedent(
     from transformers import AutoModel, pipeline
 
     inputs = torch.load(sys.argv[1], weights_only=True)
-    model = AutoModel.from_pretrained("org/mscl-debug", trust_remote_code=True).eval()
+    model = AutoModel.from_pretrained("org/mscl-quickstart", trust_remote_code=True).eval()
     with torch.no_grad():
         out = model(**inputs["batch"])
-    pipe = pipeline(model="org/mscl-debug", trust_remote_code=True)
+    pipe = pipeline(model="org/mscl-quickstart", trust_remote_code=True)
     result = pipe(inputs["video"].numpy(), [q.numpy() for q in inputs["queries"]])
     torch.save({"logits": list(out.logits), "offsets": list(out.offsets)}, sys.argv[2])
     with open(sys.argv[3], "w") as f:
@@ -295,30 +297,30 @@ def _fresh_env():
     return env
 
 
-def test_publish_debug_checkpoint_and_load_it_without_the_package(fake_hub, trained_run, tmp_path):
+def test_publish_quickstart_checkpoint_and_load_it_without_the_package(fake_hub, trained_run, tmp_path):
     assert importlib.util.find_spec("modeling_mscl.pipeline_mscl") is not None
-    result = publish_model(trained_run, "org/mscl-debug", verify=False)
+    result = publish_model(trained_run, "org/mscl-quickstart", verify=False)
     push = result.push
-    assert push.created_commit and fake_hub.head("org/mscl-debug") == push.head
+    assert push.created_commit and fake_hub.head("org/mscl-quickstart") == push.head
     assert len(_commit_requests(fake_hub)) == 1  # one commit for the whole folder
 
-    files = fake_hub.files("org/mscl-debug")
+    files = fake_hub.files("org/mscl-quickstart")
     expected = {"README.md", "config.json", "model.safetensors", "metrics.json", "training_config.json",
                 "configuration_mscl.py", "modeling_mscl.py", "losses_mscl.py", "nms_mscl.py", "processing_mscl.py",
                 "pipeline_mscl.py", "text_embedding_mscl.py"}
     assert expected <= set(files)
     assert "predictions.jsonl" not in files and not any(f.startswith("checkpoint-") for f in files)
-    assert fake_hub.file_info("org/mscl-debug", "model.safetensors").lfs
+    assert fake_hub.file_info("org/mscl-quickstart", "model.safetensors").lfs
     config = json.loads(files["config.json"])
     assert config["auto_map"]["AutoModel"] == "modeling_mscl.MSCLForTemporalGrounding"
     assert config["custom_pipelines"]["video-temporal-grounding"]["impl"] == "pipeline_mscl.MSCLGroundingPipeline"
-    assert config["preset"] == "debug"
+    assert config["preset"] == "quickstart"
     assert files["metrics.json"] == (trained_run / "metrics.json").read_bytes()
     # local folders of the trainer are not published; everything else of training_config.json is
     published, local = json.loads(files["training_config.json"]), json.loads((trained_run / "training_config.json").read_text())
     assert published["dataset"] == "<local>/synthetic-v2-0123"
-    assert published["options"]["output_dir"] == "<local>/mscl-debug"
-    assert published["training_arguments"] == {"logging_dir": "<local>/runs", "hub_model_id": "org/mscl-debug"}
+    assert published["options"]["output_dir"] == "<local>/mscl-quickstart"
+    assert published["training_arguments"] == {"logging_dir": "<local>/runs", "hub_model_id": "org/mscl-quickstart"}
     assert published["config"] == local["config"] and str(trained_run) not in files["training_config.json"].decode()
     metrics = json.loads(files["metrics.json"])
     assert _card_model_index(files["README.md"].decode()) == _metric_entries(metrics)
@@ -333,7 +335,7 @@ def test_publish_debug_checkpoint_and_load_it_without_the_package(fake_hub, trai
     assert not all(torch.equal(published[k], raw[k]) for k in raw)
 
     # a fresh process that never imports the package: AutoModel + pipeline from the repo id
-    cfg = MSCLConfig.from_preset("debug")
+    cfg = MSCLConfig.from_preset("quickstart")
     inputs = _inputs(cfg)
     torch.save(inputs, tmp_path / "inputs.pt")
     proc = subprocess.run(
@@ -368,20 +370,20 @@ def test_publish_debug_checkpoint_and_load_it_without_the_package(fake_hub, trai
 
 
 def test_pushing_the_same_checkpoint_twice_makes_no_new_commit(fake_hub, trained_run, tmp_path):
-    first = publish_model(trained_run, "org/mscl-debug", export_dir=tmp_path / "export", verify=False)
-    n_commits = len(fake_hub.commits("org/mscl-debug"))
-    again = push_folder(tmp_path / "export", "org/mscl-debug", commit_message="again")
+    first = publish_model(trained_run, "org/mscl-quickstart", export_dir=tmp_path / "export", verify=False)
+    n_commits = len(fake_hub.commits("org/mscl-quickstart"))
+    again = push_folder(tmp_path / "export", "org/mscl-quickstart", commit_message="again")
     assert not again.created_commit and again.head == first.push.head
     # a fresh export of the same run is byte-identical, so it is a no-op too
-    fresh = publish_model(trained_run, "org/mscl-debug", verify=False)
+    fresh = publish_model(trained_run, "org/mscl-quickstart", verify=False)
     assert not fresh.push.created_commit
-    assert len(fake_hub.commits("org/mscl-debug")) == n_commits
-    assert fake_hub.head("org/mscl-debug") == first.push.head
+    assert len(fake_hub.commits("org/mscl-quickstart")) == n_commits
+    assert fake_hub.head("org/mscl-quickstart") == first.push.head
 
 
 def test_failed_push_raises_and_leaves_the_previous_commit(fake_hub, trained_run, tmp_path):
-    first = publish_model(trained_run, "org/mscl-debug", verify=False)
-    before = fake_hub.files("org/mscl-debug")
+    first = publish_model(trained_run, "org/mscl-quickstart", verify=False)
+    before = fake_hub.files("org/mscl-quickstart")
     # the same run with a new evaluation: its card and metrics change
     changed = tmp_path / "run"
     shutil.copytree(trained_run, changed)
@@ -391,24 +393,24 @@ def test_failed_push_raises_and_leaves_the_previous_commit(fake_hub, trained_run
 
     fake_hub.fail_next("commit", status=500)
     n_commit_requests = len(_commit_requests(fake_hub))
-    with pytest.raises(PublishError, match=r"(?s)org/mscl-debug@main failed while committing.*Injected failure.*previous commit " + first.push.head):
-        publish_model(changed, "org/mscl-debug", verify=False)
+    with pytest.raises(PublishError, match=r"(?s)org/mscl-quickstart@main failed while committing.*Injected failure.*previous commit " + first.push.head):
+        publish_model(changed, "org/mscl-quickstart", verify=False)
     assert len(_commit_requests(fake_hub)) == n_commit_requests + 1  # it did reach the commit, which failed
-    assert fake_hub.head("org/mscl-debug") == first.push.head
-    assert fake_hub.files("org/mscl-debug") == before
+    assert fake_hub.head("org/mscl-quickstart") == first.push.head
+    assert fake_hub.files("org/mscl-quickstart") == before
 
-    ok = publish_model(changed, "org/mscl-debug", verify=False, commit_message="new evaluation")
+    ok = publish_model(changed, "org/mscl-quickstart", verify=False, commit_message="new evaluation")
     assert ok.push.created_commit and ok.push.previous_head == first.push.head
-    assert json.loads(fake_hub.files("org/mscl-debug")["metrics.json"])["R1@0.5"] == 12.5
-    assert fake_hub.commits("org/mscl-debug")[0].title == "new evaluation"
+    assert json.loads(fake_hub.files("org/mscl-quickstart")["metrics.json"])["R1@0.5"] == 12.5
+    assert fake_hub.commits("org/mscl-quickstart")[0].title == "new evaluation"
 
 
 def test_branch_visibility_and_weights_choice(fake_hub, trained_run):
     res = publish_model(trained_run, "org/mscl-{preset}", weights="model", revision="raw", private=False, verify=False)
-    assert res.push.repo_id == "org/mscl-debug" and res.push.revision == "raw" and res.push.private is False
-    assert fake_hub.head("org/mscl-debug", revision="raw") == res.push.head
-    assert "metrics.json" not in fake_hub.files("org/mscl-debug", revision="main")  # main untouched
-    files = fake_hub.files("org/mscl-debug", revision="raw")
+    assert res.push.repo_id == "org/mscl-quickstart" and res.push.revision == "raw" and res.push.private is False
+    assert fake_hub.head("org/mscl-quickstart", revision="raw") == res.push.head
+    assert "metrics.json" not in fake_hub.files("org/mscl-quickstart", revision="main")  # main untouched
+    files = fake_hub.files("org/mscl-quickstart", revision="raw")
     # the raw weights of the last checkpoint; the EMA's metrics do not describe them
     assert "metrics.json" not in files and "not evaluated" in files["README.md"].decode().lower()
     assert "raw training weights" in files["README.md"].decode()
@@ -428,17 +430,17 @@ def test_bad_input_fails_before_any_request(fake_hub, trained_run, tmp_path):
     (no_preset / "config.json").write_text(json.dumps(cfg))
 
     cases = [
-        (dict(path=no_weights, repo_id="org/mscl-debug"), "no weights"),
-        (dict(path=no_config, repo_id="org/mscl-debug"), "no config.json"),
-        (dict(path=tmp_path / "missing", repo_id="org/mscl-debug"), "is not a folder"),
+        (dict(path=no_weights, repo_id="org/mscl-quickstart"), "no weights"),
+        (dict(path=no_config, repo_id="org/mscl-quickstart"), "no config.json"),
+        (dict(path=tmp_path / "missing", repo_id="org/mscl-quickstart"), "is not a folder"),
         (dict(path=no_preset, repo_id="org/mscl-x", preset="tacos_i3d"), "no model-card template for preset 'tacos_i3d'"),
         (dict(path=no_preset, repo_id="org/mscl-x"), "records no preset"),
-        (dict(path=trained_run, repo_id="mscl-debug"), "invalid repo id"),
+        (dict(path=trained_run, repo_id="mscl-quickstart"), "invalid repo id"),
         (dict(path=trained_run, repo_id="org/bad--name"), "invalid repo id"),
         (dict(path=trained_run, repo_id="org/a/b"), "invalid repo id"),
         (dict(path=trained_run, repo_id="org/"), "invalid repo id"),
-        (dict(path=trained_run, repo_id="org/mscl-debug", revision="bad branch"), "invalid branch name"),
-        (dict(path=trained_run, repo_id="org/mscl-debug", preset="tacos_c3d"), "trained with preset 'debug'"),
+        (dict(path=trained_run, repo_id="org/mscl-quickstart", revision="bad branch"), "invalid branch name"),
+        (dict(path=trained_run, repo_id="org/mscl-quickstart", preset="tacos_c3d"), "trained with preset 'quickstart'"),
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -455,7 +457,7 @@ def test_bad_input_fails_before_any_request(fake_hub, trained_run, tmp_path):
 
 
 def test_validate_repo_id_accepts_hub_names():
-    for ok in ("org/mscl-tacos_c3d", "my.org/mscl-debug", "a/b"):
+    for ok in ("org/mscl-tacos_c3d", "my.org/mscl-quickstart", "a/b"):
         assert validate_repo_id(ok) == ok
 
 
@@ -467,7 +469,7 @@ def test_cli_dry_run_writes_the_folder_only(fake_hub, trained_run, tmp_path):
     out = tmp_path / "hub"
     assert module.main([str(trained_run), "--org", "org", "--dry-run", "--export-dir", str(out), "--no-verify"]) == 0
     assert (out / "README.md").is_file() and (out / "model.safetensors").is_file() and (out / "pipeline_mscl.py").is_file()
-    assert "org/mscl-debug" in (out / "README.md").read_text()
+    assert "org/mscl-quickstart" in (out / "README.md").read_text()
     assert fake_hub.requests == []
     # every module trust_remote_code needs is there; a missing relative import is caught
     from modeling_mscl.hub.publish import check_code_files
@@ -480,7 +482,7 @@ def test_cli_dry_run_writes_the_folder_only(fake_hub, trained_run, tmp_path):
         check_code_files(broken)
     assert module.main([str(trained_run), "--org", "org", "--dry-run", "--export-dir", str(out), "--no-verify"]) == 2  # exists
     assert module.main([str(trained_run), "--org", "org", "--no-verify"]) == 0
-    assert fake_hub.head("org/mscl-debug") and fake_hub.repo_exists("org/mscl-debug")
+    assert fake_hub.head("org/mscl-quickstart") and fake_hub.repo_exists("org/mscl-quickstart")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -567,7 +569,7 @@ def test_export_of_a_real_training_run(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     # verify=True: the written folder is loaded in a fresh process without the package, outputs compared
-    result = export_model(run, tmp_path / "hub", repo_id="org/mscl-debug", verify=True)
+    result = export_model(run, tmp_path / "hub", repo_id="org/mscl-quickstart", verify=True)
     assert result.weights == "ema"
     metrics = json.loads((run / "metrics.json").read_text())
     card = (tmp_path / "hub" / "README.md").read_text()
@@ -578,3 +580,59 @@ def test_export_of_a_real_training_run(tmp_path):
     assert all(torch.equal(exported[k], main_weights[k]) for k in main_weights)
     raw = export_model(run, tmp_path / "hub-raw", weights="model")
     assert "checkpoint-2" in raw.weights_source and not raw.evaluated
+
+
+# --------------------------------------------------------------------------------------------------
+# what travels with a checkpoint; folders saved before the recipe left config.json
+# --------------------------------------------------------------------------------------------------
+#: The flat files a model folder needs for trust_remote_code: the config, the model and what it imports
+#: (its loss, the post-processing + input checks, and Soft-NMS).
+MODEL_CODE = {"configuration_mscl.py", "modeling_mscl.py", "losses_mscl.py", "processing_mscl.py", "nms_mscl.py"}
+#: ... and a pipeline folder: the pipeline and its sentence-embedding code.
+PIPELINE_CODE = MODEL_CODE | {"pipeline_mscl.py", "text_embedding_mscl.py"}
+
+
+def test_saved_folders_carry_only_the_code_loading_needs(tmp_path):
+    from modeling_mscl import MSCLGroundingPipeline
+    from modeling_mscl.hub.publish import check_code_files
+
+    model = MSCLForTemporalGrounding(MSCLConfig.from_preset("quickstart"))
+    model.save_pretrained(tmp_path / "model")
+    MSCLGroundingPipeline(model=model).save_pretrained(str(tmp_path / "pipe"))
+    for folder, expected in ((tmp_path / "model", MODEL_CODE), (tmp_path / "pipe", PIPELINE_CODE)):
+        assert {p.name for p in folder.glob("*.py")} == expected, folder.name
+        assert set(check_code_files(folder)) == expected  # and each of them is needed
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert not set(config) & set(TrainingRecipe.field_names())
+
+
+def test_recipe_in_the_card_comes_from_the_run(trained_run):
+    recorded = render_model_card("quickstart", recipe=TrainingRecipe.from_preset("quickstart", learning_rate=0.0042),
+                                 has_training_config=True)
+    text = str(recorded)
+    assert "| learning rate (`learning_rate`) | 0.0042 |" in text and "as its run recorded it" in text
+    text = str(render_model_card("quickstart"))
+    assert "| learning rate (`learning_rate`) | 0.002 |" in text
+    assert "The `quickstart` preset's recipe: this checkpoint ships no record of its own training run" in text
+
+
+def test_folder_saved_before_the_recipe_moved_publishes(trained_run, tmp_path):
+    """An output folder of the former `debug` preset: recipe keys in config.json and in training_config.json's
+    "config", no "recipe" entry. It exports with the quickstart card, the recipe its run recorded and a clean config."""
+    old = tmp_path / "mscl-debug"
+    shutil.copytree(trained_run, old)
+    legacy_recipe = {**TrainingRecipe.from_preset("quickstart").to_dict(), "learning_rate": 0.0042}
+    legacy_recipe.pop("benchmark")
+    config = json.loads((old / "config.json").read_text())
+    config.update(preset="debug", **legacy_recipe)
+    (old / "config.json").write_text(json.dumps(config))
+    training = json.loads((old / "training_config.json").read_text())
+    training.pop("recipe"), training.pop("preset")
+    training["config"] = config
+    (old / "training_config.json").write_text(json.dumps(training))
+    result = export_model(old, tmp_path / "hub", repo_id="org/mscl-quickstart")
+    assert result.preset == "quickstart"
+    card = (tmp_path / "hub" / "README.md").read_text()
+    assert "| learning rate (`learning_rate`) | 0.0042 |" in card
+    exported = json.loads((tmp_path / "hub" / "config.json").read_text())
+    assert exported["preset"] == "quickstart" and not set(exported) & set(legacy_recipe)

@@ -1,10 +1,10 @@
 """SnAG parity and checkpoint conversion (issue 7).
 
-* Option mapping (``snag_options_mscl``): preset round trips, yaml-form defaults, every unsupported
+* Option mapping (``modeling_mscl.snag.options``): preset round trips, yaml-form defaults, every unsupported
   option and unknown key rejected by name. These need nothing outside the repository.
 * Fixture parity: the recorded outputs of SnAG's official code (``../shared/reference/fixtures``) for
   a shrunken TACoS-style and MAD-style model, reproduced by an MSCL model whose config comes from
-  ``MSCLConfig.from_snag_opt`` and whose weights come from ``python -m modeling_mscl.convert_snag``.
+  ``config_from_snag_opt`` and whose weights come from ``python -m modeling_mscl.convert_snag``.
 * Converter error handling: nothing is written on any error.
 
 The Soft-NMS + voting fixture (20 cases x max_num_segs 5 and 50) is covered by tests/test_nms_mscl.py.
@@ -28,11 +28,15 @@ import modeling_mscl  # noqa: F401  (registers the auto classes)
 from modeling_mscl import PRESET_NAMES, MSCLConfig, TimeMapping
 from modeling_mscl.convert_snag import convert_snag_checkpoint, load_snag_state_dict
 from modeling_mscl.losses_mscl import assign_labels
-from modeling_mscl.snag_options_mscl import (
+from modeling_mscl.snag.options import (
     SNAG_MAPPED_FIELDS,
+    SNAG_RECIPE_FIELDS,
+    config_from_snag_opt,
     config_kwargs_from_snag_opt,
+    recipe_from_snag_opt,
     snag_opt_from_config,
 )
+from modeling_mscl.training.recipe import TrainingRecipe
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -41,6 +45,17 @@ FIXTURE_NAMES = ("tacos", "mad")
 
 # SnAG trains without the contrastive terms, so from_snag_opt sets their weights to 0
 SNAG_FIELDS = tuple(f for f in SNAG_MAPPED_FIELDS if f not in ("within_loss_weight", "cross_loss_weight"))
+# the model part (what a converted folder's config.json holds)
+SNAG_MODEL_FIELDS = tuple(f for f in SNAG_FIELDS if f not in SNAG_RECIPE_FIELDS)
+
+
+def _preset(name):
+    """A preset's model and training sections as one flat dict (the SnAG option mapping covers both)."""
+    return {**MSCLConfig.from_preset(name).to_dict(), **TrainingRecipe.from_preset(name).to_dict()}
+
+
+def _from_snag_opt(opt):
+    return {**config_from_snag_opt(copy.deepcopy(opt)).to_dict(), **recipe_from_snag_opt(copy.deepcopy(opt)).to_dict()}
 
 
 def _need_fixtures() -> None:
@@ -55,12 +70,11 @@ def _need_fixtures() -> None:
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 def test_from_snag_opt_round_trip(preset):
-    config = MSCLConfig.from_preset(preset)
-    opt = snag_opt_from_config(config)
-    back = MSCLConfig.from_snag_opt(copy.deepcopy(opt))
-    a, b = config.to_dict(), back.to_dict()
+    config, recipe = MSCLConfig.from_preset(preset), TrainingRecipe.from_preset(preset)
+    opt = snag_opt_from_config(config, recipe)
+    a, b = _preset(preset), _from_snag_opt(opt)
     assert {f: a[f] for f in SNAG_FIELDS} == {f: b[f] for f in SNAG_FIELDS}
-    assert back.within_loss_weight == 0.0 and back.cross_loss_weight == 0.0
+    assert b["within_loss_weight"] == 0.0 and b["cross_loss_weight"] == 0.0
     # the yaml form survives a trip through yaml text (numbers, nulls, lists)
     yaml = pytest.importorskip("yaml")
     again = config_kwargs_from_snag_opt(yaml.safe_load(yaml.safe_dump(opt)))
@@ -68,7 +82,7 @@ def test_from_snag_opt_round_trip(preset):
 
 
 def _tacos_opt():
-    return snag_opt_from_config(MSCLConfig.from_preset("tacos_c3d"))
+    return snag_opt_from_config(MSCLConfig.from_preset("tacos_c3d"), TrainingRecipe.from_preset("tacos_c3d"))
 
 
 def _set(opt, path, value):
@@ -95,11 +109,11 @@ def test_yaml_form_defaults_are_snags():
                  "train.data.trunc_thresh", "train.data.group_method", "model.vid_net.stride"):
         _set(opt, path, _DELETE)
     kw = config_kwargs_from_snag_opt(opt)
-    ref = MSCLConfig.from_preset("tacos_c3d")
+    ref = _preset("tacos_c3d")
     for field in ("center_sampling_radius", "loss_normalizer_momentum", "max_grad_norm", "ema_decay", "nms_sigma",
                   "max_segments", "voting_threshold", "nms_min_score", "regression_range_sigma", "text_num_layers",
                   "fusion_num_layers", "truncation_threshold", "query_grouping", "video_input_stride", "seed"):
-        assert kw[field] == getattr(ref, field), field
+        assert kw[field] == ref[field], field
     # the text transformer's own dropout default is 0, the fusion's global default is not: they clash
     opt = _set(_tacos_opt(), "model.text_net.proj_pdrop", _DELETE)
     with pytest.raises(ValueError, match=r"model\.text_net\.proj_pdrop = 0\.0.*hidden_dropout"):
@@ -120,7 +134,7 @@ def test_micro_batches_and_module_learning_rates():
 
 def test_grid_and_input_units():
     """vid_net.max_seq_len is in grid steps; train.data.max_vid_len (merged form) in input features."""
-    opt = snag_opt_from_config(MSCLConfig.from_preset("mad_clip"))
+    opt = snag_opt_from_config(MSCLConfig.from_preset("mad_clip"), TrainingRecipe.from_preset("mad_clip"))
     opt["model"].update(max_vid_len=4096, vid_stride=2)
     opt["train"]["data"]["max_vid_len"] = 8192
     opt["pt_gen"]["max_seq_len"] = 4 * 4096  # the evaluator's point buffer
@@ -180,7 +194,7 @@ def test_unsupported_option_is_named(path, value):
 
 
 def test_identity_text_net_restrictions():
-    base = snag_opt_from_config(MSCLConfig.from_preset("mad_clip"))
+    base = snag_opt_from_config(MSCLConfig.from_preset("mad_clip"), TrainingRecipe.from_preset("mad_clip"))
     for path, value in (("model.text_net.use_abs_pe", True), ("model.text_net.use_bkgd_token", False),
                         ("model.text_net.embd_dim", 256), ("model.text_net.n_layers", 2)):
         with pytest.raises(ValueError, match=path.replace(".", r"\.")):
@@ -253,10 +267,11 @@ def _max_err(a, b, mask):
 def test_config_from_snag_opt_matches_fixture(snag):
     meta, model = snag["meta"], snag["model"]
     config, derived = model.config, snag["meta"]["derived"]
-    train_cfg = MSCLConfig.from_snag_opt(meta["config"]["merged_train"])
-    eval_cfg = MSCLConfig.from_snag_opt(meta["config"]["merged_eval"])
+    train_cfg = config_from_snag_opt(meta["config"]["merged_train"])
+    eval_cfg = config_from_snag_opt(meta["config"]["merged_eval"])
     assert train_cfg.to_dict() == eval_cfg.to_dict()
-    assert {f: getattr(config, f) for f in SNAG_FIELDS} == {f: getattr(train_cfg, f) for f in SNAG_FIELDS}
+    assert recipe_from_snag_opt(meta["config"]["merged_train"]) == recipe_from_snag_opt(meta["config"]["merged_eval"])
+    assert {f: getattr(config, f) for f in SNAG_MODEL_FIELDS} == {f: getattr(train_cfg, f) for f in SNAG_MODEL_FIELDS}
     assert config.video_input_stride == derived["vid_stride"]
     assert config.max_video_length == derived["model_grid_T"]
     assert config.max_video_length * config.video_input_stride == derived["input_T"]
@@ -277,8 +292,12 @@ def test_converted_folders(snag):
     assert all(torch.equal(a[k], b[k]) for k in a)
     cfg = json.loads((snag["dirs"]["pth"] / "config.json").read_text())
     assert cfg["model_type"] == "mscl" and "AutoModel" in cfg["auto_map"]
-    for f in ("modeling_mscl.py", "configuration_mscl.py", "snag_options_mscl.py", "nms_mscl.py", "losses_mscl.py"):
+    for f in ("modeling_mscl.py", "configuration_mscl.py", "nms_mscl.py", "losses_mscl.py"):
         assert (snag["dirs"]["pth"] / f).is_file(), f
+    # the converter's own code (SnAG option tables, key mapping) does not travel with the model
+    assert not [p.name for p in snag["dirs"]["pth"].iterdir() if "snag" in p.name]
+    # nor does SnAG's training recipe: config.json holds the model only
+    assert not set(cfg) & set(SNAG_RECIPE_FIELDS)
     # layout change: 1x1 convs became Linear weights, everything else copied verbatim
     w, model = snag["weights"], snag["model"]
     torch.testing.assert_close(model.video_encoder.embed_proj.weight, w["vid_net.embd_fc.conv.weight"][..., 0], rtol=0, atol=0)
@@ -475,7 +494,7 @@ def test_load_state_dict_variants(tiny):
 
 
 def test_load_snag_opt_yaml_and_json(tmp_path):
-    from modeling_mscl.convert_snag import build_config, load_snag_opt
+    from modeling_mscl.convert_snag import build_config, build_recipe, load_snag_opt
 
     yaml = pytest.importorskip("yaml")
     opt = _tacos_opt()
@@ -487,6 +506,6 @@ def test_load_snag_opt_yaml_and_json(tmp_path):
         load_snag_opt(str(tmp_path / "opt.txt"))
     # preset + SnAG options: the preset supplies what SnAG does not say (fps), SnAG overrides the rest
     opt["train"]["optimizer"]["lr"] = 5e-4
-    config = build_config(opt, "tacos_c3d")
+    config, recipe = build_config(opt, "tacos_c3d"), build_recipe(opt, "tacos_c3d")
     assert config.fps == MSCLConfig.from_preset("tacos_c3d").fps != MSCLConfig().fps
-    assert config.learning_rate == 5e-4 and config.within_loss_weight == 0.0
+    assert recipe.learning_rate == 5e-4 and config.within_loss_weight == 0.0

@@ -6,7 +6,6 @@ import itertools
 import pytest
 import torch
 
-from modeling_mscl import MSCLConfig
 from modeling_mscl.data.synthetic import synthetic_rows
 from modeling_mscl.training.data import (
     TrainingCollator,
@@ -16,6 +15,7 @@ from modeling_mscl.training.data import (
     count_training_samples,
     estimate_num_features,
 )
+from conftest import tiny_config, tiny_recipe
 
 SPEC = dict(num_train_videos=12, num_test_videos=0, min_steps=40, max_steps=120)
 
@@ -25,7 +25,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def config():
-    return MSCLConfig.from_preset("debug", max_video_length=128, num_pyramid_levels=4)
+    return tiny_config(max_video_length=128, num_pyramid_levels=4)
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return tiny_recipe()
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +45,17 @@ def _key(sample):
 def _dataset(rows, config, **kw):
     kw.setdefault("samples_per_epoch", 10)
     kw.setdefault("num_epochs", 3)
+    kw.setdefault("recipe", tiny_recipe())
     return TrainingSampleDataset(rows, config, **kw)
 
 
-def test_order_is_a_function_of_seed_and_epoch(rows, config):
+def test_order_is_a_function_of_seed_and_epoch(rows, config, recipe):
     a = [_key(s) for s in _dataset(rows, config)]
     b = [_key(s) for s in _dataset(rows, config)]
     assert a == b and len(a) == 30
     assert [k[1] for k in a] == [0] * 10 + [1] * 10 + [2] * 10
     assert a[:10] != a[10:20]  # epochs differ
-    c = [_key(s) for s in _dataset(rows, config, seed=config.seed + 1)]
+    c = [_key(s) for s in _dataset(rows, config, seed=recipe.seed + 1)]
     assert c != a
 
 
@@ -66,8 +72,8 @@ def test_resume_position_replays_exactly(rows, config):
             assert x["contrastive_seed"] == y["contrastive_seed"]
 
 
-def test_processes_yield_equal_counts_and_cover_the_epoch(rows, config):
-    total, videos = count_epoch_samples(rows, config, epoch=0)
+def test_processes_yield_equal_counts_and_cover_the_epoch(rows, config, recipe):
+    total, videos = count_epoch_samples(rows, config, epoch=0, recipe=recipe)
     assert videos == len(rows) and total >= len(rows)
     # every process yields exactly samples_per_epoch, wrapping around when its rows run short
     per = [list(_dataset(rows, config, samples_per_epoch=total, num_epochs=1, rank=r, world_size=2)) for r in range(2)]
@@ -76,11 +82,11 @@ def test_processes_yield_equal_counts_and_cover_the_epoch(rows, config):
     assert ids == {r["video_id"] for r in rows}
 
 
-def test_count_from_metadata_matches_decoded_rows(rows, config, tmp_path):
+def test_count_from_metadata_matches_decoded_rows(rows, config, recipe, tmp_path):
     from modeling_mscl.data.synthetic import generate_synthetic_benchmark
 
     path = generate_synthetic_benchmark(str(tmp_path / "bench"), **SPEC)
-    assert count_training_samples(path, config, "train") == count_epoch_samples(rows, config, 0)
+    assert count_training_samples(path, config, "train", recipe=recipe) == count_epoch_samples(rows, config, 0, recipe=recipe)
     for row in rows:
         meta = {k: v for k, v in row.items() if k != "video_features"}
         assert estimate_num_features(meta) == estimate_num_features(row) == len(row["video_features"])

@@ -12,10 +12,11 @@ import time
 import pytest
 import torch
 
-from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding
+from modeling_mscl import MSCLForTemporalGrounding
 from modeling_mscl.data.synthetic import synthetic_rows
 from modeling_mscl.training.data import TrainingCollator, TrainingSampleDataset
 from modeling_mscl.training.trainer import all_reduce_sum, step_contrastive_normalizer
+from conftest import tiny_config, tiny_recipe
 
 B = 2  # videos per process
 
@@ -24,15 +25,16 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config():
-    return MSCLConfig.from_preset(
-        "debug", hidden_dropout=0.0, drop_path=0.0, attention_dropout=0.0, max_video_length=128, num_pyramid_levels=4,
+    return tiny_config(
+        hidden_dropout=0.0, drop_path=0.0, attention_dropout=0.0, max_video_length=128, num_pyramid_levels=4,
         loss_normalizer_init=50.0,
     )
 
 
 def _samples(config):
     rows = list(synthetic_rows("train", num_train_videos=10, num_test_videos=0, min_steps=40, max_steps=120))
-    ds = TrainingSampleDataset(rows, config, samples_per_epoch=2 * B, num_epochs=1, sample_shuffle_buffer=0)
+    ds = TrainingSampleDataset(rows, config, recipe=tiny_recipe(), samples_per_epoch=2 * B, num_epochs=1,
+                               sample_shuffle_buffer=0)
     return list(ds)
 
 
@@ -123,8 +125,8 @@ TERMS = ("loss_cls", "loss_reg", "loss_within", "loss_cross")
 
 def _scenario_config(name):
     if name == "sum":
-        return MSCLConfig.from_preset(
-            "debug", hidden_dropout=0.0, drop_path=0.0, attention_dropout=0.0, max_video_length=128, num_pyramid_levels=4,
+        return tiny_config(
+            hidden_dropout=0.0, drop_path=0.0, attention_dropout=0.0, max_video_length=128, num_pyramid_levels=4,
             loss_normalizer_init=50.0, contrastive_reduction="sum",
         )
     return _config()

@@ -4,14 +4,15 @@
 import pytest
 import torch
 
-from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding
+from modeling_mscl import MSCLForTemporalGrounding
 from modeling_mscl.training.ema import ModelEMA
+from conftest import tiny_config
 
 
 @pytest.fixture
 def model():
     torch.manual_seed(0)
-    return MSCLForTemporalGrounding(MSCLConfig.from_preset("debug"))
+    return MSCLForTemporalGrounding(tiny_config())
 
 
 def test_ema_update_rule_and_copy(model, tmp_path):
@@ -46,6 +47,6 @@ def test_ema_rejects_a_different_model(model, tmp_path):
     ema = ModelEMA(model)
     path = tmp_path / "ema.safetensors"
     ema.save(str(path))
-    small = MSCLForTemporalGrounding(MSCLConfig.from_preset("debug", hidden_size=32))
+    small = MSCLForTemporalGrounding(tiny_config(hidden_size=32))
     with pytest.raises(ValueError, match="shape"):
         ModelEMA(small).load(str(path))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "train_scripts" / "run.py"
@@ -53,12 +54,12 @@ def test_launched_or_cpu_or_single_gpu_runs_are_not_refused(four_gpus_no_launche
 def test_trainer_refuses_data_parallel_arguments(tmp_path):
     from transformers import TrainingArguments
 
-    from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding
+    from modeling_mscl import MSCLForTemporalGrounding
     from modeling_mscl.training import MSCLTrainer
 
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=1)
     _ = args.device  # set the devices up, then pretend the Trainer found two GPUs in this process
     args._n_gpu = 2
-    model = MSCLForTemporalGrounding(MSCLConfig.from_preset("debug"))
+    model = MSCLForTemporalGrounding(tiny_config())
     with pytest.raises(ValueError, match="DataParallel.*accelerate launch"):
         MSCLTrainer(model=model, args=args, train_dataset=[])

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding
+from modeling_mscl import MSCLForTemporalGrounding
 from modeling_mscl.training.optim import (
     MODULE_NAMES,
     build_param_groups,
@@ -12,12 +12,13 @@ from modeling_mscl.training.optim import (
     decay_parameter_names,
     warmup_constant_lambda,
 )
+from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return MSCLForTemporalGrounding(MSCLConfig.from_preset("debug"))
+    return MSCLForTemporalGrounding(tiny_config())
 
 
 def test_decay_only_on_linear_and_conv_weights(model):

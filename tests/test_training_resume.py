@@ -1,8 +1,8 @@
 # Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
 """A run killed with SIGKILL between checkpoints resumes to the same final weights as an uninterrupted run.
 
-Both runs go through ``train_scripts/run.py`` in subprocesses (debug preset, dropout on, so the RNG state
-matters too). The interrupted run is killed after ``checkpoint-8`` is complete, in the middle of the next
+Both runs go through ``train_scripts/run.py`` in subprocesses (the tiny quickstart model with dropout and
+absolute position encoding switched back on, so the RNG state matters too). The interrupted run is killed after ``checkpoint-8`` is complete, in the middle of the next
 checkpoint interval, and restarted with ``--resume`` (auto: the newest complete checkpoint).
 """
 
@@ -36,7 +36,8 @@ def _command(dataset, output_dir, *extra):
         sys.executable, RUN, "--dataset", dataset, "--output-dir", str(output_dir), "--no-progress",
         "--batch-size", "4", "--warmup-epochs", "1", "--max-steps", str(MAX_STEPS), "--save-steps", str(SAVE_STEPS),
         "--save-total-limit", "10", "--logging-steps", "4", "--max-eval-videos", "2",
-        "--set", "max_video_length=128", "--set", "num_pyramid_levels=4", "--threads", "1", *extra,
+        "--set", "max_video_length=128", "--set", "num_pyramid_levels=4", "--set", "hidden_dropout=0.1",
+        "--set", "drop_path=0.1", "--set", "video_use_abs_pe=true", "--threads", "1", *extra,
     ]
 
 

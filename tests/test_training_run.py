@@ -4,6 +4,7 @@ two CPU processes (gloo) train; the default run learns the bundled benchmark; ev
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -142,25 +143,28 @@ def test_two_cpu_processes_with_accelerate(tiny_benchmark, tmp_path):
 # ----------------------------------------------------------------------------------------------------
 # the default run (shared, trained once per session in conftest.py)
 # ----------------------------------------------------------------------------------------------------
-def test_default_run_learns(trained_debug_run):
+def test_default_run_learns(trained_quickstart_run):
     from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding
     from modeling_mscl.data.synthetic import trivial_baseline
     from modeling_mscl.training.data import load_eval_source
     from modeling_mscl.training.evaluation import evaluate_grounding
+    from modeling_mscl.training.recipe import recipe_from_training_config
 
-    out, metrics = trained_debug_run["output_dir"], trained_debug_run["metrics"]
+    out, metrics = trained_quickstart_run["output_dir"], trained_quickstart_run["metrics"]
     config = MSCLConfig.from_pretrained(out)
-    rows = load_eval_source(trained_debug_run["dataset"], config, config.eval_split)
+    recipe = recipe_from_training_config(json.loads((Path(out) / "training_config.json").read_text()))
+    rows = load_eval_source(trained_quickstart_run["dataset"], config, recipe.eval_split)
     import torch
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(recipe.seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        untrained = evaluate_grounding(MSCLForTemporalGrounding(config), rows, config, progress=False)
+        untrained = evaluate_grounding(MSCLForTemporalGrounding(config), rows, config, ranks=recipe.eval_ranks,
+                                       thresholds=recipe.eval_thresholds, progress=False)
     finally:
         torch.set_num_threads(threads)
-    baseline = trivial_baseline(rows, ranks=config.eval_ranks, thresholds=config.eval_thresholds)
+    baseline = trivial_baseline(rows, ranks=recipe.eval_ranks, thresholds=recipe.eval_thresholds)
     r = metrics["R1@0.5"]
     assert metrics["num_queries"] == untrained["num_queries"] == baseline["num_queries"]
     assert r >= 50.0, metrics
@@ -169,23 +173,30 @@ def test_default_run_learns(trained_debug_run):
     assert "by_moment_length" in metrics
 
 
-def test_default_run_folder(trained_debug_run):
+def test_default_run_folder(trained_quickstart_run):
     from transformers import AutoModel
 
-    out = Path(trained_debug_run["output_dir"])
+    out = Path(trained_quickstart_run["output_dir"])
     model = AutoModel.from_pretrained(out)
     assert type(model).__name__ == "MSCLForTemporalGrounding"
     for name in ("metrics.json", "predictions.jsonl", "training_config.json", "config.json", "model.safetensors"):
         assert (out / name).exists(), name
     assert "auto_map" in json.loads((out / "config.json").read_text())
     lines = (out / "predictions.jsonl").read_text().splitlines()
-    assert len(lines) == trained_debug_run["metrics"]["num_queries"]
-    assert "R@1" in trained_debug_run["stdout"] and "tIoU=0.5" in trained_debug_run["stdout"]
+    assert len(lines) == trained_quickstart_run["metrics"]["num_queries"]
+    assert "R@1" in trained_quickstart_run["stdout"] and "tIoU=0.5" in trained_quickstart_run["stdout"]
+    # the run records its recipe (the quickstart preset's) beside the model, which holds none of it
+    from modeling_mscl.training.recipe import RECIPE_FIELDS, TrainingRecipe
+
+    training = json.loads((out / "training_config.json").read_text())
+    assert training["preset"] == "quickstart" and training["recipe_overrides"] == {}
+    assert training["recipe"] == TrainingRecipe.from_preset("quickstart").to_dict()
+    assert not set(json.loads((out / "config.json").read_text())) & set(RECIPE_FIELDS)
 
 
-def test_eval_only_reproduces_predictions(trained_debug_run, tmp_path):
-    out = Path(trained_debug_run["output_dir"])
-    cmd = [sys.executable, str(RUN), "--eval-only", "--init-from", str(out), "--dataset", trained_debug_run["dataset"],
+def test_eval_only_reproduces_predictions(trained_quickstart_run, tmp_path):
+    out = Path(trained_quickstart_run["output_dir"])
+    cmd = [sys.executable, str(RUN), "--eval-only", "--init-from", str(out), "--dataset", trained_quickstart_run["dataset"],
            "--output-dir", str(tmp_path / "eval"), "--max-eval-videos", "5", "--no-progress"]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -215,3 +226,70 @@ def test_ablation_command(tiny_benchmark, tmp_path):
     assert summary["variants"]["within"]["cross_loss_weight"] == 0.0
     assert summary["variants"]["within"]["within_loss_weight"] > 0
     assert (out / "off" / "metrics.json").exists() and (out / "ablation.md").exists()
+
+
+@pytest.mark.slow
+def test_ablation_over_seeds_prints_and_writes_mean_and_std(tiny_benchmark, tmp_path):
+    """`ablation.py --seeds`: one run per (seed, variant), per-seed files, and the mean ± std of the seeds'
+    own metrics.json values, in ablation.json, ablation.md and on stdout."""
+    out = tmp_path / "ablation"
+    cmd = [sys.executable, str(ABLATION), "--dataset", tiny_benchmark, "--output-dir", str(out), "--max-steps", "2",
+           "--max-eval-videos", "3", "--variants", "off,on", "--seeds", "0", "1", *SMALL]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    per_seed = {s: {v: json.loads((out / f"seed-{s}" / v / "metrics.json").read_text()) for v in ("off", "on")}
+                for s in (0, 1)}
+    for s in (0, 1):
+        assert (out / f"seed-{s}" / "ablation.md").exists() and (out / f"seed-{s}" / "ablation.json").exists()
+        training = json.loads((out / f"seed-{s}" / "on" / "training_config.json").read_text())
+        assert training["recipe"]["seed"] == s and training["recipe_overrides"]["seed"] == s
+    assert per_seed[0]["on"]["train_loss"] != per_seed[1]["on"]["train_loss"]  # the seeds really differ
+    summary = json.loads((out / "ablation.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    for variant in ("off", "on"):
+        for key in ("R1@0.5", "R5@0.3", "mIoU"):
+            values = [per_seed[s][variant][key] for s in (0, 1)]
+            stats = summary["aggregate"][variant][key]
+            assert stats["values"] == values
+            assert stats["mean"] == pytest.approx(sum(values) / 2)
+            assert stats["std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
+    table = (out / "ablation.md").read_text()
+    assert table.strip() in done.stdout
+    assert "Mean ± sample standard deviation over 2 seed(s) (0, 1)" in table
+    stats = summary["aggregate"]["on"]["R1@0.5"]
+    row = next(line for line in table.splitlines() if line.startswith("| within + cross |"))  # the mean ± std table
+    assert row.split(" | ")[2] == f"{stats['mean']:.1f} ± {stats['std']:.1f}"  # columns: R1@0.3, R1@0.5, ...
+
+
+def test_seed_aggregation_against_hand_computed_values():
+    from modeling_mscl.training.experiment import aggregate_seeds, format_seed_tables
+
+    per_seed = {
+        1234567891: {"off": {"R1@0.5": 55.7, "mIoU": 52.9}, "on": {"R1@0.5": 60.8, "mIoU": 57.0}},
+        1: {"off": {"R1@0.5": 48.2, "mIoU": 46.8}, "on": {"R1@0.5": 60.7, "mIoU": 56.8, "R5@0.5": 90.0}},
+        2: {"off": {"R1@0.5": 58.2, "mIoU": 54.7}, "on": {"R1@0.5": 63.8, "mIoU": 59.2}},
+    }
+    agg = aggregate_seeds(per_seed, ["R1@0.5", "mIoU", "R5@0.5"])
+    # by hand: off R1@0.5: mean 162.1 / 3 = 54.0333; squared deviations 2.7778 + 34.0278 + 17.3611 = 54.1667,
+    # / (3 - 1) = 27.0833, sqrt = 5.2042. on R1@0.5: 185.3 / 3 = 61.7667; 0.9344 + 1.1378 + 4.1344 = 6.2067,
+    # / 2 -> sqrt 1.7616. off mIoU: 154.4 / 3 = 51.4667; 2.0544 + 21.7778 + 10.4544 = 34.2867, / 2 -> sqrt 4.1405
+    assert agg["off"]["R1@0.5"]["values"] == [55.7, 48.2, 58.2]
+    assert agg["off"]["R1@0.5"]["mean"] == pytest.approx(54.0333, abs=1e-4)
+    assert agg["off"]["R1@0.5"]["std"] == pytest.approx(5.2042, abs=1e-4)
+    assert agg["on"]["R1@0.5"]["mean"] == pytest.approx(61.7667, abs=1e-4)
+    assert agg["on"]["R1@0.5"]["std"] == pytest.approx(1.7616, abs=1e-4)
+    assert agg["off"]["mIoU"]["std"] == pytest.approx(4.1405, abs=1e-4)
+    assert "R5@0.5" not in agg["on"]  # one seed lacks it: no mean over a subset of the seeds
+    table = format_seed_tables(per_seed, agg, ["R1@0.5", "mIoU", "R5@0.5"])
+    lines = table.splitlines()
+    assert lines[0] == "Mean ± sample standard deviation over 3 seed(s) (1234567891, 1, 2):"
+    assert "| contrastive terms | R1@0.5 | mIoU |" in lines
+    assert "| no contrastive | 54.0 ± 5.2 | 51.5 ± 4.1 |" in lines
+    assert "| within + cross | 61.8 ± 1.8 | 57.7 ± 1.3 |" in lines
+    assert "| R1@0.5 | seed 1234567891 | seed 1 | seed 2 | mean ± std |" in lines
+    assert "| no contrastive | 55.7 | 48.2 | 58.2 | 54.0 ± 5.2 |" in lines
+    # one seed: no spread to report
+    single = {0: {"off": {"R1@0.5": 55.7}}}
+    one = aggregate_seeds(single, ["R1@0.5"])
+    assert one["off"]["R1@0.5"]["mean"] == 55.7 and math.isnan(one["off"]["R1@0.5"]["std"])
+    assert "| no contrastive | 55.7 |" in format_seed_tables(single, one, ["R1@0.5"]).splitlines()

@@ -5,10 +5,11 @@ import pytest
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding
+from modeling_mscl import MSCLForTemporalGrounding
 from modeling_mscl.data.synthetic import synthetic_rows
 from modeling_mscl.training import MSCLTrainer, TrainingCollator, TrainingSampleDataset
 from modeling_mscl.training.ema import EMA_WEIGHTS_NAME
+from conftest import tiny_config, tiny_recipe
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def _config(**kw):
     base = dict(hidden_dropout=0.0, drop_path=0.0, max_video_length=128, num_pyramid_levels=4, loss_normalizer_init=40.0)
     base.update(kw)
-    return MSCLConfig.from_preset("debug", **base)
+    return tiny_config(**base)
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +47,12 @@ class GradGrab(TrainerCallback):
 def _run(rows, config, tmp_path, batch, accumulation):
     model = _model(config)
     start = {n: p.detach().clone() for n, p in model.named_parameters()}
-    data = TrainingSampleDataset(rows, config, samples_per_epoch=4, num_epochs=1, sample_shuffle_buffer=0)
+    recipe = tiny_recipe()
+    data = TrainingSampleDataset(rows, config, recipe=recipe, samples_per_epoch=4, num_epochs=1, sample_shuffle_buffer=0)
     grab = GradGrab()
     trainer = MSCLTrainer(model=model, args=_args(tmp_path, per_device_train_batch_size=batch,
                                                   gradient_accumulation_steps=accumulation),
-                          train_dataset=data, data_collator=TrainingCollator(config), callbacks=[grab])
+                          train_dataset=data, data_collator=TrainingCollator(config), recipe=recipe, callbacks=[grab])
     trainer.train()
     return trainer, grab.grads, start
 
@@ -73,7 +75,8 @@ def test_accumulation_equals_one_big_batch(rows, tmp_path):
     big_logs = [h for h in big.state.log_history if "loss" in h]
     assert logs[0]["loss"] == pytest.approx(big_logs[0]["loss"], rel=1e-4)
     # EMA: a copy of the initial weights moved by (1 - β) towards the new ones, after the optimiser step
-    beta = config.ema_decay
+    beta = acc.recipe.ema_decay
+    assert beta == tiny_recipe().ema_decay
     for n, p in acc.model.named_parameters():
         torch.testing.assert_close(acc.ema.shadow[n], beta * start[n] + (1 - beta) * p.detach(), rtol=1e-5, atol=1e-7)
 
@@ -87,11 +90,12 @@ def test_activation_checkpointing_flag_reaches_the_trainer_and_keeps_gradients(r
     class Schedule:  # the fields build_training_arguments reads
         per_device_batch_size, gradient_accumulation_steps, max_steps, steps_per_epoch, warmup_steps = 2, 1, 1, 1, 0
 
-    assert build_training_arguments(options, _config(), Schedule()).activation_checkpointing
+    assert build_training_arguments(options, tiny_recipe(), Schedule()).activation_checkpointing
     config = _config()
     _, plain, _ = _run(rows, config, tmp_path / "plain", batch=2, accumulation=1)
     model = _model(config)
-    data = TrainingSampleDataset(rows, config, samples_per_epoch=4, num_epochs=1, sample_shuffle_buffer=0)
+    data = TrainingSampleDataset(rows, config, recipe=tiny_recipe(), samples_per_epoch=4, num_epochs=1,
+                                 sample_shuffle_buffer=0)
     grab = GradGrab()
     trainer = MSCLTrainer(model=model, args=_args(tmp_path / "ckpt", per_device_train_batch_size=2, activation_checkpointing=True),
                           train_dataset=data, data_collator=TrainingCollator(config), callbacks=[grab])
@@ -106,7 +110,7 @@ def test_checkpoint_carries_ema_and_normalizer(rows, tmp_path):
 
     config = _config()
     model = _model(config)
-    data = TrainingSampleDataset(rows, config, samples_per_epoch=8, num_epochs=1)
+    data = TrainingSampleDataset(rows, config, recipe=tiny_recipe(), samples_per_epoch=8, num_epochs=1)
     trainer = MSCLTrainer(model=model, args=_args(tmp_path, max_steps=2, per_device_train_batch_size=4,
                                                   save_strategy="steps", save_steps=2),
                           train_dataset=data, data_collator=TrainingCollator(config))
@@ -126,7 +130,7 @@ def test_stock_trainer_lowers_the_loss(rows, tmp_path):
     config = _config()
     model = _model(config)
     collate = TrainingCollator(config)
-    probe = collate(list(TrainingSampleDataset(rows, config, samples_per_epoch=8, num_epochs=1, seed=7)))
+    probe = collate(list(TrainingSampleDataset(rows, config, recipe=tiny_recipe(), samples_per_epoch=8, num_epochs=1, seed=7)))
 
     def loss_on_probe():
         model.train()
@@ -134,7 +138,7 @@ def test_stock_trainer_lowers_the_loss(rows, tmp_path):
             return float(model(**probe).loss)
 
     before = loss_on_probe()
-    data = TrainingSampleDataset(rows, config, samples_per_epoch=24, num_epochs=1)
+    data = TrainingSampleDataset(rows, config, recipe=tiny_recipe(), samples_per_epoch=24, num_epochs=1)
     trainer = Trainer(model=model, args=_args(tmp_path, max_steps=6, per_device_train_batch_size=4, max_grad_norm=1.0),
                       train_dataset=data, data_collator=collate)
     trainer.train()

@@ -2,9 +2,9 @@
 # Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
 """Publish trained MSCL checkpoints (and converted datasets) to the Hugging Face Hub.
 
-    python train_scripts/publish.py outputs/mscl-debug --repo-id ORG/mscl-debug             # EMA weights, one commit
+    python train_scripts/publish.py outputs/mscl-quickstart --repo-id ORG/mscl-quickstart             # EMA weights, one commit
     python train_scripts/publish.py runs/tacos runs/mad --org ORG --public                 # ORG/mscl-<preset> each
-    python train_scripts/publish.py outputs/mscl-debug --repo-id ORG/mscl-debug --dry-run --export-dir hub/mscl-debug
+    python train_scripts/publish.py outputs/mscl-quickstart --repo-id ORG/mscl-quickstart --dry-run --export-dir hub/mscl-quickstart
     python train_scripts/publish.py --dataset data/tacos --repo-id ORG/tacos-c3d-features   # a converted dataset
 
 ``--weights ema|model``, ``--private`` (default) / ``--public``, ``--revision BRANCH`` (created if missing),

@@ -2,7 +2,7 @@
 # Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
 """Train and evaluate MSCL.
 
-    accelerate launch train_scripts/run.py                      # debug model, bundled benchmark
+    accelerate launch train_scripts/run.py                      # = --preset quickstart: tiny model, bundled benchmark
     accelerate launch train_scripts/run.py --preset tacos_c3d --dataset data/tacos --output-dir runs/tacos
     accelerate launch train_scripts/run.py ... --resume         # continue from the newest checkpoint
     accelerate launch train_scripts/run.py --eval-only --init-from runs/tacos

@@ -4,7 +4,7 @@
 * :mod:`.schema` — one row per video (``grounding_features``, ``GroundingDatasetWriter``,
   ``write_grounding_dataset``, ``validate_row``, ``time_mapping_for_row``).
 * :mod:`.loading` — ``load_grounding_dataset`` (streaming or map-style, local folder or Hub repo),
-  ``iter_epoch`` and the raw-pyarrow ``ParquetGroundingStream``.
+  and ``iter_epoch``.
 * :mod:`.convert` — converters from SnAG JSON, Charades-STA, TACoS, ActivityNet Captions, QVHighlights,
   MAD and Ego4D-NLQ (``python -m modeling_mscl.data.convert --help``; not imported here so that
   ``python -m`` runs it cleanly).
@@ -14,7 +14,6 @@
 from .loading import (
     GroundingDataset,
     GroundingStream,
-    ParquetGroundingStream,
     iter_epoch,
     load_grounding_dataset,
 )
@@ -32,7 +31,6 @@ __all__ = [
     "GroundingDataset",
     "GroundingDatasetWriter",
     "GroundingStream",
-    "ParquetGroundingStream",
     "grounding_features",
     "iter_epoch",
     "load_grounding_dataset",

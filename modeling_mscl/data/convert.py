@@ -721,13 +721,10 @@ def convert(
     iterator: Iterable[VideoRecord] = videos
     bar = None
     if progress:
-        try:
-            from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-            bar = tqdm(videos, desc=f"{format}:{split}", unit="video", file=sys.stderr)
-            iterator = bar
-        except ImportError:  # pragma: no cover - tqdm is a dependency
-            pass
+        bar = tqdm(videos, desc=f"{format}:{split}", unit="video", file=sys.stderr)
+        iterator = bar
     try:
         for video in iterator:
             queries = _check_segments(video, policy, summary)

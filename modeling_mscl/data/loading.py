@@ -11,15 +11,14 @@ Rows come out decoded, as plain dicts::
                   "start": float, "end": float}, ...]}
 
 Arrays are writable numpy arrays (``format="numpy"``; ``zero_copy=True`` gives read-only views of
-the Arrow buffers instead) or torch tensors (``format="torch"``). Both backends decode Arrow columns directly (flat float buffer ->
-reshape), which is several times faster than ``datasets``' own numpy formatter for long videos.
+the Arrow buffers instead) or torch tensors (``format="torch"``). Arrow columns are decoded directly (flat
+float buffer -> reshape), which is several times faster than ``datasets``' own numpy formatter for long
+videos.
 
-Two backends read the same files:
-
-* ``backend="datasets"`` (default): ``datasets.load_dataset("parquet", ...)`` (local folder) or
-  ``load_dataset(repo_id)`` (Hub), ``IterableDataset.shuffle`` + ``split_dataset_by_node``.
-* ``backend="pyarrow"``: :class:`ParquetGroundingStream`, which reads row groups with ``pyarrow``
-  and shuffles shards and a row buffer itself (local folders, or a Hub snapshot).
+Reading goes through ``datasets``: ``datasets.load_dataset("parquet", ...)`` (local folder) or
+``load_dataset(repo_id)`` (Hub), ``IterableDataset.shuffle`` + ``split_dataset_by_node``. The streaming
+benchmark (``benchmarks/results/streaming.md``) measures this path at tens to hundreds of times the row
+rate a training process consumes, so there is no second, hand-written reader.
 
 Distributed training: shard files are handed out whole, so the shard count must be a multiple of the
 world size (write with ``min_shards=world_size``). Every rank then yields the same number of rows per
@@ -47,6 +46,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from torch.utils.data import IterableDataset, get_worker_info
 
 from .schema import DATA_SUBDIR, METADATA_FILENAME, VIDEO_COLUMNS, read_metadata
 
@@ -256,30 +256,16 @@ def _worker_limit(limit: Optional[int]) -> Optional[int]:
     """Split a per-process row limit among DataLoader workers (each worker reads its own shards)."""
     if limit is None:
         return None
-    try:
-        import torch.utils.data as tud
-
-        info = tud.get_worker_info()
-    except Exception:  # noqa: BLE001
-        info = None
+    info = get_worker_info()
     if info is None or info.num_workers <= 1:
         return limit
     return limit // info.num_workers + (1 if info.id < limit % info.num_workers else 0)
 
 
-def _torch_iterable_base():
-    try:
-        from torch.utils.data import IterableDataset
-
-        return IterableDataset
-    except Exception:  # pragma: no cover - torch is a dependency
-        return object
-
-
 # ----------------------------------------------------------------------------------------------------
 # Streaming through `datasets`
 # ----------------------------------------------------------------------------------------------------
-class GroundingStream(_torch_iterable_base()):
+class GroundingStream(IterableDataset):
     """A streamed split: iterate to get decoded rows of this rank; ``set_epoch`` changes the order.
 
     Attributes:
@@ -364,146 +350,6 @@ class GroundingStream(_torch_iterable_base()):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Raw pyarrow streaming
-# ----------------------------------------------------------------------------------------------------
-class ParquetGroundingStream(_torch_iterable_base()):
-    """Stream rows from parquet shards with ``pyarrow`` only (no ``datasets`` iteration machinery).
-
-    Per epoch: the shard list is permuted with ``rng(seed, epoch)`` (the same on every rank), rank
-    ``r`` takes shards ``r, r + world_size, ...`` of the permutation, reads them one row group at a
-    time and shuffles rows through a buffer of ``shuffle_buffer`` rows seeded by
-    ``(seed, epoch, rank)``. Rows per rank are equalised like :class:`GroundingStream`.
-    """
-
-    def __init__(
-        self,
-        files: Sequence[str],
-        *,
-        shard_rows: Optional[Sequence[int]] = None,
-        columns: Optional[Sequence[str]] = None,
-        shuffle_buffer: Optional[int] = DEFAULT_SHUFFLE_BUFFER,
-        seed: int = 0,
-        rank: Optional[int] = None,
-        world_size: Optional[int] = None,
-        fmt: str = "numpy",
-        equalize: Optional[str] = "truncate",
-        video_dim: Optional[int] = None,
-        text_dim: Optional[int] = None,
-        name: str = "parquet",
-        zero_copy: bool = False,
-    ):
-        self.zero_copy = zero_copy
-        self.files = list(files)
-        if not self.files:
-            raise ValueError(f"{name}: no parquet files")
-        self.rank, self.world_size = _check_world(rank, world_size)
-        if len(self.files) % self.world_size:
-            raise ValueError(
-                f"{name}: {len(self.files)} shards cannot be split into whole shards over {self.world_size} ranks; "
-                f"rewrite the split with min_shards={self.world_size} (or a multiple), or use backend='datasets'"
-            )
-        if shard_rows is None:
-            shard_rows = [pq.ParquetFile(f).metadata.num_rows for f in self.files]
-        self.shard_rows = [int(n) for n in shard_rows]
-        self.columns = list(columns) if columns is not None else None
-        self.shuffle_buffer = shuffle_buffer
-        self.seed = int(seed)
-        self.format = fmt
-        self.video_dim, self.text_dim = video_dim, text_dim
-        self.name = name
-        self.epoch = 0
-        if equalize not in (None, "truncate"):
-            raise ValueError(f"equalize must be 'truncate' or None, got {equalize!r}")
-        self.equalize = equalize
-        self.num_rows = (
-            _rank_row_count(self.shard_rows, self.world_size) if equalize == "truncate" else None
-        )
-
-    @property
-    def num_shards(self) -> int:
-        return len(self.files)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        if self.num_rows is None:
-            raise TypeError(f"{self.name}: rows per rank vary with the epoch when equalize=None")
-        return self.num_rows
-
-    def _rank_files(self) -> List[str]:
-        if self.shuffle_buffer and self.shuffle_buffer > 1:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.files))
-        else:
-            order = np.arange(len(self.files))
-        files = [self.files[i] for i in order[self.rank :: self.world_size]]
-        try:
-            import torch.utils.data as tud
-
-            info = tud.get_worker_info()
-        except Exception:  # noqa: BLE001
-            info = None
-        if info is not None and info.num_workers > 1:
-            files = files[info.id :: info.num_workers]
-        return files
-
-    def _iter_tables(self) -> Iterator[pa.Table]:
-        for file in self._rank_files():
-            pf = pq.ParquetFile(file)
-            for g in range(pf.num_row_groups):
-                yield pf.read_row_group(g, columns=self.columns)
-
-    def iter_arrow(self, skip: int = 0) -> Iterator[pa.Table]:
-        """One-row arrow tables in this epoch's order."""
-        limit = _worker_limit(self.num_rows)
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, 1])
-        buffer: List[pa.Table] = []
-        emitted = 0
-
-        def rows():
-            for table in self._iter_tables():
-                for i in range(table.num_rows):
-                    yield table.slice(i, 1)
-
-        def out():
-            nonlocal buffer
-            if not self.shuffle_buffer or self.shuffle_buffer <= 1:
-                yield from rows()
-                return
-            for row in rows():
-                if len(buffer) < self.shuffle_buffer:
-                    buffer.append(row)
-                    continue
-                k = int(rng.integers(len(buffer)))
-                yield buffer[k]
-                buffer[k] = row
-            order = rng.permutation(len(buffer))
-            for k in order:
-                yield buffer[k]
-            buffer = []
-
-        for row in out():
-            if limit is not None and emitted >= limit:
-                break
-            if emitted >= skip:
-                yield row
-            emitted += 1
-
-    def iter_rows(self, skip: int = 0) -> Iterator[Dict[str, Any]]:
-        for table in self.iter_arrow(skip=skip):
-            yield from decode_table(table, self.video_dim, self.text_dim, self.format, self.zero_copy)
-
-    def __iter__(self) -> Iterator[Dict[str, Any]]:
-        return self.iter_rows()
-
-    def __repr__(self) -> str:
-        return (
-            f"ParquetGroundingStream({self.name}, shards={self.num_shards}, rows_per_rank={self.num_rows}, "
-            f"rank={self.rank}/{self.world_size}, seed={self.seed}, epoch={self.epoch}, format={self.format})"
-        )
-
-
-# ----------------------------------------------------------------------------------------------------
 # Map-style
 # ----------------------------------------------------------------------------------------------------
 class GroundingDataset:
@@ -557,7 +403,6 @@ def load_grounding_dataset(
     columns: Optional[Sequence[str]] = None,
     *,
     format: str = "numpy",
-    backend: str = "datasets",
     equalize: Optional[str] = "truncate",
     video_dim: Optional[int] = None,
     text_dim: Optional[int] = None,
@@ -570,16 +415,15 @@ def load_grounding_dataset(
     Args:
         path_or_repo: dataset folder, or a Hub dataset repo id (``user/name``).
         split: split name (``train``, ``test``, ``val_1``...).
-        streaming: ``True`` → an iterable stream for training (:class:`GroundingStream` or
-            :class:`ParquetGroundingStream`); ``False`` → a map-style :class:`GroundingDataset`
-            (evaluation; ``shuffle_buffer``/``rank``/``world_size`` are ignored).
+        streaming: ``True`` → an iterable stream for training (:class:`GroundingStream`); ``False`` → a
+            map-style :class:`GroundingDataset` of the whole split (evaluation; order it with
+            :func:`iter_epoch`; ``rank``/``world_size`` are refused, ``shuffle_buffer`` does not apply).
         shuffle_buffer: rows in the shuffle buffer; ``None``/0/1 keeps the stored order (no shard
             permutation either), e.g. for evaluation streams.
         seed: base seed; the order of epoch ``e`` depends only on ``(seed, e)`` and the rank layout.
         rank / world_size: this process among ``world_size`` (both or neither).
         columns: read only these columns (e.g. everything but ``video_features`` for metadata scans).
         format: ``"numpy"`` or ``"torch"`` arrays.
-        backend: ``"datasets"`` or ``"pyarrow"`` (:class:`ParquetGroundingStream`, streaming only).
         equalize: ``"truncate"`` (default) makes every rank yield the same number of rows per epoch;
             ``None`` yields every row of the rank's shards.
         video_dim / text_dim: expected feature widths; a mismatch is an error.
@@ -594,8 +438,6 @@ def load_grounding_dataset(
         datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0
     if format not in ("numpy", "torch"):
         raise ValueError(f"format must be 'numpy' or 'torch', got {format!r}")
-    if backend not in ("datasets", "pyarrow"):
-        raise ValueError(f"backend must be 'datasets' or 'pyarrow', got {backend!r}")
     if equalize not in (None, "truncate"):
         raise ValueError(f"equalize must be 'truncate' or None, got {equalize!r}")
     if columns is not None:
@@ -603,6 +445,9 @@ def load_grounding_dataset(
         if unknown:
             raise ValueError(f"unknown column(s) {unknown}; the schema has {list(VIDEO_COLUMNS)}")
         columns = list(columns)
+    if not streaming and (rank is not None or world_size is not None):
+        raise ValueError("rank/world_size split a stream between processes; map-style loading (streaming=False) "
+                         "returns the whole split")
     rank, world_size = _check_world(rank, world_size)
     path_or_repo = os.fspath(path_or_repo)
     local = _is_local(path_or_repo)
@@ -617,18 +462,8 @@ def load_grounding_dataset(
         meta = read_metadata(path)
         files = _local_split_files(path, split, meta)
     else:
-        if backend == "pyarrow":
-            from huggingface_hub import snapshot_download
-
-            path = snapshot_download(
-                path_or_repo, repo_type="dataset", revision=revision,
-                allow_patterns=[f"{DATA_SUBDIR}/{split}-*.parquet", METADATA_FILENAME],
-            )
-            meta = read_metadata(path)
-            files = _local_split_files(path, split, meta)
-        else:
-            path, files = None, None
-            meta = _hub_metadata(path_or_repo, revision)
+        path, files = None, None
+        meta = _hub_metadata(path_or_repo, revision)
 
     vd = td = None
     shard_rows: Optional[List[int]] = None
@@ -641,15 +476,6 @@ def load_grounding_dataset(
     elif files is not None:
         dims = _dims_from_features(datasets.Features.from_arrow_schema(pq.read_schema(files[0])))
         vd, td = _check_dims(dims, video_dim, text_dim, name)
-
-    if streaming and backend == "pyarrow":
-        return ParquetGroundingStream(
-            files, shard_rows=shard_rows, columns=columns, shuffle_buffer=shuffle_buffer, seed=seed,
-            rank=rank, world_size=world_size, fmt=format, equalize=equalize,
-            video_dim=vd, text_dim=td, name=name, zero_copy=zero_copy,
-        )
-    if not streaming and backend == "pyarrow":
-        raise ValueError("backend='pyarrow' is streaming only; use backend='datasets' for map-style loading")
 
     kwargs: Dict[str, Any] = {}
     if columns is not None:
@@ -698,8 +524,7 @@ def load_grounding_dataset(
 def iter_epoch(dataset, epoch: int, seed: Optional[int] = None, skip: int = 0) -> Iterator[Dict[str, Any]]:
     """Rows of ``epoch`` in an order that depends only on ``(seed, epoch)``; skip the first ``skip``.
 
-    Works with :class:`GroundingStream`, :class:`ParquetGroundingStream` (``seed`` overrides the
-    stream's seed), :class:`GroundingDataset` (a permutation from ``rng(seed, epoch)``), a plain
+    Works with :class:`GroundingStream` (``seed`` overrides the stream's seed), :class:`GroundingDataset` (a permutation from ``rng(seed, epoch)``), a plain
     ``datasets.IterableDataset`` (``set_epoch``; its shuffle seed was fixed by ``.shuffle``) and a
     ``datasets.Dataset`` (``shuffle(seed=...)`` with a seed derived from ``(seed, epoch)``).
     Skipped rows of the mscl streams are not decoded, so resuming to a saved step is cheap.
@@ -707,7 +532,7 @@ def iter_epoch(dataset, epoch: int, seed: Optional[int] = None, skip: int = 0) -
     epoch, skip = int(epoch), int(skip)
     if skip < 0:
         raise ValueError(f"skip must be >= 0, got {skip}")
-    if isinstance(dataset, (GroundingStream, ParquetGroundingStream)):
+    if isinstance(dataset, GroundingStream):
         if seed is not None:
             dataset.seed = int(seed)
         dataset.set_epoch(epoch)
@@ -715,14 +540,12 @@ def iter_epoch(dataset, epoch: int, seed: Optional[int] = None, skip: int = 0) -
     if isinstance(dataset, GroundingDataset):
         order = np.random.default_rng([0 if seed is None else int(seed), epoch]).permutation(len(dataset))
         return (dataset[int(i)] for i in order[skip:])
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover
-        datasets = None
-    if datasets is not None and isinstance(dataset, datasets.IterableDataset):
+    import datasets
+
+    if isinstance(dataset, datasets.IterableDataset):
         dataset.set_epoch(epoch)
         return itertools.islice(iter(dataset), skip, None)
-    if datasets is not None and isinstance(dataset, datasets.Dataset):
+    if isinstance(dataset, datasets.Dataset):
         derived = int(np.random.default_rng([0 if seed is None else int(seed), epoch]).integers(2**32))
         return itertools.islice(iter(dataset.shuffle(seed=derived)), skip, None)
     raise TypeError(f"iter_epoch does not know how to order {type(dataset).__name__}")
@@ -732,7 +555,6 @@ __all__ = [
     "DEFAULT_SHUFFLE_BUFFER",
     "GroundingDataset",
     "GroundingStream",
-    "ParquetGroundingStream",
     "decode_matrices",
     "decode_table",
     "iter_epoch",

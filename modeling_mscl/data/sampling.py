@@ -4,7 +4,7 @@
 One *training sample* is one video plus a *group* of its queries; the video is encoded once and the
 fusion runs once per query. Per epoch every video's queries are split into groups:
 
-* **max-length presets** (``fixed_length is None``: TACoS, MAD, Ego4D, ``debug``): greedy windows.
+* **max-length presets** (``fixed_length is None``: TACoS, MAD, Ego4D, ``quickstart``): greedy windows.
   The worst-case crop window in seconds is ``(stride_eff·(W−1) + clip_size) / fps`` with
   ``W = max_video_length·video_input_stride`` for videos longer than that, else the video's feature count
   (``ceil(crop_lo·n)`` when ``crop_ratio`` is set). Queries are sorted by start; the earliest unused one is
@@ -16,9 +16,16 @@ fusion runs once per query. Per epoch every video's queries are split into group
 * **``query_grouping="random"``** (ANet): one group per video per epoch with ``max_queries_per_video``
   (2) random queries; the others are not seen that epoch.
 
+Settings. The model configuration (:class:`~modeling_mscl.MSCLConfig`: ``max_video_length``,
+``video_input_stride``, ``fixed_length``, the time mapping, ``max_text_length``) says what the model
+takes; the training recipe (:class:`~modeling_mscl.training.TrainingRecipe`: ``max_queries_per_video``,
+``query_grouping``, ``crop_ratio``, ``truncation_threshold``, ``seed``) says how samples are drawn. The
+training-sample functions take both (``config`` and the keyword ``recipe``); evaluation samples and the
+collator need only the config.
+
 Randomness. Every random choice (groups, crops, the contrastive draw) comes from a NumPy generator
 seeded by a stable hash (BLAKE2b, never Python's salted ``hash``) of ``(seed, epoch, video_id, purpose,
-group index)``. A sample is therefore a pure function of its row, the config, the seed and the epoch:
+group index)``. A sample is therefore a pure function of its row, the settings, the seed and the epoch:
 runs replay exactly and samples do not depend on the batch they land in, the number of processes or
 the order in which videos are read.
 
@@ -94,8 +101,8 @@ def sample_rng(seed: int, epoch: int, video_id: str, *extra: Any) -> np.random.G
     return np.random.default_rng(stable_seed(int(seed), int(epoch), str(video_id), *extra))
 
 
-def _seed_of(config, seed: Optional[int]) -> int:
-    return int(config.seed if seed is None else seed)
+def _seed_of(recipe, seed: Optional[int]) -> int:
+    return int(recipe.seed if seed is None else seed)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -163,19 +170,19 @@ def _text_tensor(query: Mapping[str, Any], video_id: str, max_length: Optional[i
 # ----------------------------------------------------------------------------------------------------
 # Grouping
 # ----------------------------------------------------------------------------------------------------
-def _training_window_steps(num_features: int, config) -> Tuple[int, bool]:
+def _training_window_steps(num_features: int, config, recipe) -> Tuple[int, bool]:
     """(worst-case crop length in feature steps, whether the video is longer than the training length)."""
     max_in = int(config.max_video_length) * int(config.video_input_stride)
     if num_features > max_in:
         return max_in, True
-    if config.crop_ratio is not None:
-        return max(1, int(math.ceil(float(config.crop_ratio[0]) * num_features))), False
+    if recipe.crop_ratio is not None:
+        return max(1, int(math.ceil(float(recipe.crop_ratio[0]) * num_features))), False
     return int(num_features), False
 
 
-def worst_case_window_seconds(num_features: int, mapping: TimeMapping, config) -> float:
+def worst_case_window_seconds(num_features: int, mapping: TimeMapping, config, recipe) -> float:
     """SnAG's grouping window ``(stride_eff·(W−1) + clip_size) / fps`` in seconds."""
-    w, _ = _training_window_steps(num_features, config)
+    w, _ = _training_window_steps(num_features, config, recipe)
     return (mapping.stride_eff * (w - 1) + mapping.clip_size) / mapping.fps
 
 
@@ -185,6 +192,7 @@ def group_queries(
     num_features: int,
     mapping: TimeMapping,
     config,
+    recipe,
     epoch: int,
     video_id: str,
     seed: Optional[int] = None,
@@ -195,9 +203,11 @@ def group_queries(
         queries: the row's queries (dicts with ``start``/``end`` in seconds).
         num_features: the video's feature count after ``downsample_rate`` subsampling.
         mapping: the row's :class:`TimeMapping` (see :func:`mapping_for_row`).
-        config: an :class:`~modeling_mscl.MSCLConfig` (``fixed_length``, ``query_grouping``,
-            ``max_queries_per_video``, ``max_video_length``, ``video_input_stride``, ``crop_ratio``).
-        epoch, video_id, seed: select the random stream (``seed`` defaults to ``config.seed``).
+        config: an :class:`~modeling_mscl.MSCLConfig` (``fixed_length``, ``max_video_length``,
+            ``video_input_stride``).
+        recipe: a :class:`~modeling_mscl.training.TrainingRecipe` (``query_grouping``,
+            ``max_queries_per_video``, ``crop_ratio``, ``seed``).
+        epoch, video_id, seed: select the random stream (``seed`` defaults to ``recipe.seed``).
 
     Returns:
         Groups in a deterministic order, each a list of query indices sorted by (start, index). Greedy
@@ -207,25 +217,25 @@ def group_queries(
     n = len(queries)
     if n == 0:
         raise ValueError(f"video {video_id!r}: no queries to group")
-    k = int(config.max_queries_per_video)
+    k = int(recipe.max_queries_per_video)
     if k < 1:
         raise ValueError(f"max_queries_per_video must be >= 1, got {k}")
-    seed = _seed_of(config, seed)
+    seed = _seed_of(recipe, seed)
     rng = sample_rng(seed, epoch, video_id, "group")
     segs = _query_segments(queries, video_id)
     order_key = lambda i: (segs[i, 0], i)  # noqa: E731 - ties broken by position for determinism
 
-    if config.query_grouping == "random":
+    if recipe.query_grouping == "random":
         chosen = rng.choice(n, size=min(k, n), replace=False)
         return [sorted((int(i) for i in chosen), key=order_key)]
-    if config.query_grouping != "greedy":
-        raise ValueError(f"unknown query_grouping {config.query_grouping!r}")
+    if recipe.query_grouping != "greedy":
+        raise ValueError(f"unknown query_grouping {recipe.query_grouping!r}")
 
     if config.fixed_length is not None:
         perm = rng.permutation(n)
         return [sorted((int(i) for i in perm[s : s + k]), key=order_key) for s in range(0, n, k)]
 
-    window = worst_case_window_seconds(int(num_features), mapping, config)
+    window = worst_case_window_seconds(int(num_features), mapping, config, recipe)
     order = sorted(range(n), key=order_key)
     unused = list(order)  # kept sorted by start
     groups: List[List[int]] = []
@@ -264,13 +274,13 @@ def contrastive_draw(num_queries: int, *, seed: int, epoch: int, video_id: str, 
     return index, draw_seed
 
 
-def _crop_length(num_features: int, config, rng: np.random.Generator) -> int:
+def _crop_length(num_features: int, config, recipe, rng: np.random.Generator) -> int:
     max_in = int(config.max_video_length) * int(config.video_input_stride)
     if num_features > max_in:
         return max_in
-    if config.crop_ratio is not None:
-        lo = max(1, int(math.ceil(float(config.crop_ratio[0]) * num_features)))
-        hi = min(num_features, max(lo, int(math.floor(float(config.crop_ratio[1]) * num_features))))
+    if recipe.crop_ratio is not None:
+        lo = max(1, int(math.ceil(float(recipe.crop_ratio[0]) * num_features)))
+        hi = min(num_features, max(lo, int(math.floor(float(recipe.crop_ratio[1]) * num_features))))
         return int(rng.integers(lo, hi + 1))
     return int(num_features)
 
@@ -297,6 +307,7 @@ def prepare_training_sample(
     epoch: int,
     seed: Optional[int] = None,
     *,
+    recipe,
     group_index: int = 0,
 ) -> Dict[str, Any]:
     """One training sample: the (resampled or cropped) video and the group's queries.
@@ -305,7 +316,8 @@ def prepare_training_sample(
         row: a dataset row (schema of :mod:`modeling_mscl.data.schema`).
         group: query indices of the row (one element of :func:`group_queries`).
         config: the model configuration.
-        epoch, seed: the random stream (``seed`` defaults to ``config.seed``).
+        epoch, seed: the random stream (``seed`` defaults to ``recipe.seed``).
+        recipe: the training recipe (``crop_ratio``, ``truncation_threshold``, ``seed``).
         group_index: position of ``group`` in the epoch's groups of this video (separates the crops and
             contrastive draws of different groups of one video).
 
@@ -317,7 +329,7 @@ def prepare_training_sample(
         step of the crop), ``duration``, ``epoch``, ``group_index``, ``contrastive_query_index`` (local)
         and ``contrastive_seed``.
     """
-    seed = _seed_of(config, seed)
+    seed = _seed_of(recipe, seed)
     video_id = str(row["video_id"])
     group = [int(i) for i in group]
     if not group:
@@ -342,15 +354,15 @@ def prepare_training_sample(
     else:
         gt = np.asarray(mapping.seconds_to_feature_index(segs), dtype=np.float64)
         rng = sample_rng(seed, epoch, video_id, "crop", group_index)
-        window = _crop_length(num_features, config, rng)
+        window = _crop_length(num_features, config, recipe, rng)
         offset = 0.5 * mapping.clip_size / mapping.stride_eff
         if window < num_features:
-            starts = _valid_crop_starts(gt, num_features, window, offset, float(config.truncation_threshold))
+            starts = _valid_crop_starts(gt, num_features, window, offset, float(recipe.truncation_threshold))
             if starts.size == 0:
                 qids = [q.get("query_id") for q in queries]
                 raise ValueError(
                     f"video {video_id!r}: no crop of {window} steps keeps more than "
-                    f"{config.truncation_threshold:.0%} of every moment of queries {qids} "
+                    f"{recipe.truncation_threshold:.0%} of every moment of queries {qids} "
                     f"(feature-index segments {np.round(gt, 2).tolist()}); SnAG would fail after "
                     f"{SNAG_MAX_CROP_TRIES} tries"
                 )
@@ -381,7 +393,7 @@ def prepare_training_sample(
 
 
 def plan_epoch(
-    rows: Iterable[Mapping[str, Any]], config, epoch: int, seed: Optional[int] = None
+    rows: Iterable[Mapping[str, Any]], config, epoch: int, seed: Optional[int] = None, *, recipe
 ) -> List[Tuple[int, int, List[int]]]:
     """This epoch's samples as ``(row position, group index, query indices)`` triples, in row order.
 
@@ -390,17 +402,17 @@ def plan_epoch(
     """
     plan = []
     for pos, row in enumerate(rows):
-        for gi, group in enumerate(_groups_of_row(row, config, epoch, seed)):
+        for gi, group in enumerate(_groups_of_row(row, config, recipe, epoch, seed)):
             plan.append((pos, gi, group))
     return plan
 
 
-def _groups_of_row(row: Mapping[str, Any], config, epoch: int, seed: Optional[int]) -> List[List[int]]:
+def _groups_of_row(row: Mapping[str, Any], config, recipe, epoch: int, seed: Optional[int]) -> List[List[int]]:
     mapping = mapping_for_row(row, config)
     num_stored = len(row["video_features"])
     num_features = int(math.ceil(num_stored / int(mapping.downsample_rate)))
     return group_queries(
-        row["queries"], num_features=num_features, mapping=mapping, config=config, epoch=epoch,
+        row["queries"], num_features=num_features, mapping=mapping, config=config, recipe=recipe, epoch=epoch,
         video_id=str(row["video_id"]), seed=seed,
     )
 
@@ -417,7 +429,8 @@ class TrainingSampleStream:
         rows: an iterable of dataset rows (re-iterated on each ``iter``).
         config: the model configuration.
         epoch: the epoch number.
-        seed: defaults to ``config.seed``.
+        seed: defaults to ``recipe.seed``.
+        recipe: the training recipe (sampling settings and seed).
     """
 
     def __init__(
@@ -427,6 +440,7 @@ class TrainingSampleStream:
         epoch: int,
         seed: Optional[int] = None,
         *,
+        recipe,
         num_shards: int = 1,
         shard_index: int = 0,
     ):
@@ -434,8 +448,9 @@ class TrainingSampleStream:
             raise ValueError(f"invalid sharding: shard_index={shard_index}, num_shards={num_shards}")
         self.rows = rows
         self.config = config
+        self.recipe = recipe
         self.epoch = int(epoch)
-        self.seed = _seed_of(config, seed)
+        self.seed = _seed_of(recipe, seed)
         self.num_shards = int(num_shards)
         self.shard_index = int(shard_index)
 
@@ -445,9 +460,10 @@ class TrainingSampleStream:
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         counter = 0
         for row in self.rows:
-            for gi, group in enumerate(_groups_of_row(row, self.config, self.epoch, self.seed)):
+            for gi, group in enumerate(_groups_of_row(row, self.config, self.recipe, self.epoch, self.seed)):
                 if counter % self.num_shards == self.shard_index:
-                    yield prepare_training_sample(row, group, self.config, self.epoch, self.seed, group_index=gi)
+                    yield prepare_training_sample(row, group, self.config, self.epoch, self.seed, recipe=self.recipe,
+                                                  group_index=gi)
                 counter += 1
 
 

@@ -589,21 +589,6 @@ def _tiou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-12)
 
 
-def _local_recall(predictions: Sequence[np.ndarray], ground_truth: Sequence[Sequence[float]], ranks, thresholds) -> Dict[str, float]:
-    """R@K, tIoU ≥ θ in percent (SnAG §6): max tIoU of the first K predictions against the single GT."""
-    out = {}
-    n = len(predictions)
-    for k in ranks:
-        for th in thresholds:
-            hits = 0
-            for pred, gt in zip(predictions, ground_truth):
-                p = np.asarray(pred, dtype=np.float64).reshape(-1, np.asarray(pred).shape[-1] if np.asarray(pred).size else 2)[:k, :2]
-                if len(p) and _tiou(p, np.asarray(gt, dtype=np.float64)).max() >= th:
-                    hits += 1
-            out[f"R{k}@{th:g}"] = 100.0 * hits / max(n, 1)
-    return out
-
-
 def _window_predictions(scores: np.ndarray, fractions: Sequence[float], top_k: int, nms_iou: float = 0.5) -> np.ndarray:
     """Best windows ``(start_idx, end_idx_exclusive, score)`` by mean-inside − mean-outside, greedy NMS."""
     t = len(scores)
@@ -628,10 +613,8 @@ def _window_predictions(scores: np.ndarray, fractions: Sequence[float], top_k: i
 
 
 def _recall(predictions, ground_truth, ranks, thresholds) -> Dict[str, Any]:
-    try:  # the package's metric helper (same definition, plus R@mean and mIoU)
-        from ..metrics import recall_at_tiou
-    except ImportError:  # pragma: no cover - only in a partial checkout
-        return _local_recall(predictions, ground_truth, ranks, thresholds)
+    from ..metrics import recall_at_tiou
+
     return dict(recall_at_tiou(predictions, ground_truth, ranks, thresholds))
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..configuration_mscl import MSCLConfig
+from ..configuration_mscl import RENAMED_PRESETS, MSCLConfig
 
 __all__ = [
     "BASE_TEMPLATE_NAME",
@@ -326,15 +326,28 @@ def _as_config(preset: str, config: Any) -> MSCLConfig:
         cfg = config
     elif isinstance(config, Mapping):
         values = {k: v for k, v in dict(config).items() if k not in ("auto_map", "custom_pipelines", "architectures", "model_type", "transformers_version")}
-        cfg = MSCLConfig(**values)
+        cfg = MSCLConfig.from_dict(values)  # (drops the recipe keys of configs saved before the recipe moved out)
     elif isinstance(config, (str, os.PathLike)):
         cfg = MSCLConfig.from_pretrained(os.fspath(config))
     else:
         raise ValueError(f"config must be an MSCLConfig, a dict or a path, got {type(config).__name__}")
     recorded = getattr(cfg, "preset", None)
+    recorded = RENAMED_PRESETS.get(recorded, recorded)
     if recorded not in (None, preset):
         raise ValueError(f"the configuration is for preset {recorded!r}, not {preset!r}")
     return cfg
+
+
+def _as_recipe(preset: str, recipe: Any):
+    from ..training.recipe import TrainingRecipe
+
+    if recipe is None:
+        return TrainingRecipe.from_preset(preset)
+    if isinstance(recipe, TrainingRecipe):
+        return recipe
+    if isinstance(recipe, Mapping):
+        return TrainingRecipe.from_dict(recipe)
+    raise ValueError(f"recipe must be a TrainingRecipe or a dict, got {type(recipe).__name__}")
 
 
 def _count_parameters(cfg: MSCLConfig) -> int:
@@ -382,28 +395,28 @@ def _feature_settings(cfg: MSCLConfig) -> List[Tuple[str, str]]:
     return rows
 
 
-def _recipe(cfg: MSCLConfig) -> List[Tuple[str, str]]:
-    module_lrs = ", ".join(f"{k}: {_fmt(v)}" for k, v in sorted(cfg.module_learning_rates.items())) or "none (one learning rate)"
+def _recipe(cfg: MSCLConfig, recipe) -> List[Tuple[str, str]]:
+    module_lrs = ", ".join(f"{k}: {_fmt(v)}" for k, v in sorted(recipe.module_learning_rates.items())) or "none (one learning rate)"
     return [
         ("optimiser", "AdamW (no weight decay on biases, norms, scales and learned tokens)"),
-        ("learning rate (`learning_rate`)", _fmt(cfg.learning_rate)),
+        ("learning rate (`learning_rate`)", _fmt(recipe.learning_rate)),
         ("per-module learning rates (`module_learning_rates`)", module_lrs),
-        ("weight decay (`weight_decay`)", _fmt(cfg.weight_decay)),
+        ("weight decay (`weight_decay`)", _fmt(recipe.weight_decay)),
         ("schedule (`warmup_epochs`, `num_epochs`)",
-         f"linear warmup for {cfg.warmup_epochs} epochs, then constant; {cfg.num_epochs + cfg.warmup_epochs} epochs in total "
-         f"({cfg.warmup_epochs} + {cfg.num_epochs})"),
-        ("videos per batch x accumulation (`batch_size`, `gradient_accumulation_steps`)", f"{cfg.batch_size} x {cfg.gradient_accumulation_steps}"),
-        ("queries per video and grouping (`max_queries_per_video`, `query_grouping`)", f"{cfg.max_queries_per_video}, {cfg.query_grouping}"),
-        ("random crop of long videos (`crop_ratio`)", "none" if cfg.crop_ratio is None else _fmt(cfg.crop_ratio)),
-        ("gradient clipping (`max_grad_norm`)", _fmt(cfg.max_grad_norm)),
-        ("EMA of the weights (`ema_decay`)", _fmt(cfg.ema_decay)),
+         f"linear warmup for {recipe.warmup_epochs} epochs, then constant; {recipe.num_epochs + recipe.warmup_epochs} epochs in total "
+         f"({recipe.warmup_epochs} + {recipe.num_epochs})"),
+        ("videos per batch x accumulation (`batch_size`, `gradient_accumulation_steps`)", f"{recipe.batch_size} x {recipe.gradient_accumulation_steps}"),
+        ("queries per video and grouping (`max_queries_per_video`, `query_grouping`)", f"{recipe.max_queries_per_video}, {recipe.query_grouping}"),
+        ("random crop of long videos (`crop_ratio`)", "none" if recipe.crop_ratio is None else _fmt(recipe.crop_ratio)),
+        ("gradient clipping (`max_grad_norm`)", _fmt(recipe.max_grad_norm)),
+        ("EMA of the weights (`ema_decay`)", _fmt(recipe.ema_decay)),
         ("classification loss", f"sigmoid focal (alpha {_fmt(cfg.focal_alpha)}, gamma {_fmt(cfg.focal_gamma)}), label smoothing {_fmt(cfg.label_smoothing)}"),
         ("regression loss (`regression_loss_type`, rho_reg)", f"{cfg.regression_loss_type.upper()}, {_fmt(cfg.regression_loss_weight)}"),
         ("within-scale / cross-scale contrastive weights (rho_within, rho_cross)", f"{_fmt(cfg.within_loss_weight)} / {_fmt(cfg.cross_loss_weight)}"),
         ("contrastive temperature / negatives per positive / radius alpha",
          f"{_fmt(cfg.contrastive_temperature)} / {_fmt(cfg.contrastive_negative_ratio)} / {_fmt(cfg.contrastive_radius)}"),
         ("centre sampling radius / regression range of level 0", f"{_fmt(cfg.center_sampling_radius)} / {_fmt(cfg.regression_range)}"),
-        ("seed", str(cfg.seed)),
+        ("seed", str(recipe.seed)),
     ]
 
 
@@ -437,6 +450,7 @@ def render_model_card(
     config: Any = None,
     metrics: Union[None, PathLike, Mapping[str, Any], CheckpointMetrics] = None,
     *,
+    recipe: Any = None,
     repo_id: Optional[str] = None,
     weights: Optional[str] = "ema",
     split: Optional[str] = None,
@@ -451,13 +465,16 @@ def render_model_card(
         preset: preset name; ``hub_cards/<preset>.yaml`` must exist.
         config: the checkpoint's configuration (``MSCLConfig``, its dict, or a folder/``config.json``
             path); default: the preset's configuration.
+        recipe: the :class:`~modeling_mscl.training.TrainingRecipe` (or its dict) the checkpoint was trained
+            with, as its run recorded it in ``training_config.json``; default: the preset's recipe (the card
+            then says so).
         metrics: the metrics JSON the evaluation wrote for this checkpoint (path, mapping or
             :class:`CheckpointMetrics`). ``None`` renders a "not evaluated" card without model-index.
         repo_id: the Hub repo the card is for (used in the code examples and as the model name).
         weights: ``"ema"`` or ``"model"``: which weights the repo holds (stated in the card); ``None``
             says nothing.
         split: the evaluation split, when the metrics JSON does not record it (the trainer writes it to
-            ``training_config.json``); default ``config.eval_split``.
+            ``training_config.json``); default the recipe's ``eval_split``.
         evaluation_note: a sentence added to the results (e.g. "only the first 50 videos were evaluated").
         has_training_config: the repo ships ``training_config.json``.
         num_parameters: parameter count (computed from the configuration when omitted).
@@ -479,13 +496,15 @@ def render_model_card(
     common = _load_yaml(folder / COMMON_DATA_NAME)
     _require(common, ("method_summary", "task_summary", "code_licence", "general_limitations", "citations"), str(folder / COMMON_DATA_NAME))
     cfg = _as_config(preset, config)
+    recipe_recorded = recipe is not None
+    recipe = _as_recipe(preset, recipe)
     if weights not in (None, "ema", "model"):
         raise ValueError(f"weights must be 'ema', 'model' or None, got {weights!r}")
     if metrics is not None and not isinstance(metrics, CheckpointMetrics):
         metrics = read_metrics(metrics)
     repo_id = repo_id or f"<your-org>/mscl-{preset}"
     model_name = repo_id.split("/")[-1]
-    split = (metrics.split if metrics is not None and metrics.split else None) or split or cfg.eval_split
+    split = (metrics.split if metrics is not None and metrics.split else None) or split or recipe.eval_split
 
     meta = dict(spec["licence"]["metadata"])
     card_data = ModelCardData(
@@ -521,7 +540,7 @@ def render_model_card(
 
     extra_args, usage_lines = _usage(cfg)
     weights_sentence = {
-        "ema": f"The weights are the exponential moving average (EMA, decay {_fmt(cfg.ema_decay)}) of the training weights, the weights the evaluation uses.",
+        "ema": f"The weights are the exponential moving average (EMA, decay {_fmt(recipe.ema_decay)}) of the training weights, the weights the evaluation uses.",
         "model": "The weights are the raw training weights (not their EMA, which the evaluation uses by default).",
         None: "",
     }[weights]
@@ -555,9 +574,10 @@ def render_model_card(
         pipeline_extra_args=extra_args,
         usage_query_lines=usage_lines,
         has_training_config=bool(has_training_config),
-        recipe=_recipe(cfg),
-        eval_ranks=", ".join(str(r) for r in cfg.eval_ranks),
-        eval_thresholds=", ".join(f"{t:g}" for t in cfg.eval_thresholds),
+        recipe=_recipe(cfg, recipe),
+        recipe_recorded=recipe_recorded,
+        eval_ranks=", ".join(str(r) for r in recipe.eval_ranks),
+        eval_thresholds=", ".join(f"{t:g}" for t in recipe.eval_thresholds),
         paper_results=spec.get("paper_results"),
         paper_results_absent=(spec.get("paper_results_absent") or "").strip(),
         limitations=[s.strip() for s in list(spec["limitations"]) + list(common["general_limitations"])],

@@ -4,9 +4,9 @@
 Command line (``train_scripts/publish.py`` is a thin wrapper around :func:`main`)::
 
     # a trained output folder -> ORG/mscl-<preset> (EMA weights, card, metrics, code), one commit
-    python train_scripts/publish.py outputs/mscl-debug --repo-id ORG/mscl-debug
+    python train_scripts/publish.py outputs/mscl-quickstart --repo-id ORG/mscl-quickstart
     python train_scripts/publish.py runs/tacos runs/mad --repo-id "ORG/mscl-{preset}" --public
-    python train_scripts/publish.py outputs/mscl-debug --repo-id ORG/mscl-debug --dry-run --export-dir hub/mscl-debug
+    python train_scripts/publish.py outputs/mscl-quickstart --repo-id ORG/mscl-quickstart --dry-run --export-dir hub/mscl-quickstart
     # a converted feature dataset (modeling_mscl.data.convert output) -> a dataset repo
     python train_scripts/publish.py --dataset data/tacos --repo-id ORG/tacos-c3d-features
 
@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from ..training.recipe import recipe_from_training_config
 from .cards import CheckpointMetrics, load_card_spec, read_metrics, render_model_card
 
 __all__ = [
@@ -176,7 +177,7 @@ def inspect_model_folder(path: PathLike, preset: Optional[str] = None) -> ModelS
         ValueError: not a folder, no ``config.json``, no ``model.safetensors``, a configuration that is not
             an MSCL one, or no way to tell the preset (pass ``preset``), or a preset that disagrees with it.
     """
-    from ..configuration_mscl import MSCLConfig
+    from ..configuration_mscl import RENAMED_PRESETS, MSCLConfig
 
     root = Path(os.fspath(path)).expanduser()
     if not root.is_dir():
@@ -208,6 +209,7 @@ def inspect_model_folder(path: PathLike, preset: Optional[str] = None) -> ModelS
     except Exception as exc:  # noqa: BLE001 - any config error is an input problem here
         raise ValueError(f"invalid MSCL configuration in {model_dir / 'config.json'}: {exc}") from None
     recorded = getattr(config, "preset", None)
+    recorded = RENAMED_PRESETS.get(recorded, recorded)  # a folder saved before a preset was renamed
     if preset is not None and recorded is not None and preset != recorded:
         raise ValueError(f"{model_dir} was trained with preset {recorded!r}, not {preset!r}")
     preset = preset or recorded
@@ -462,17 +464,12 @@ def export_model(
     staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     try:
-        try:
-            from ..pipeline_mscl import MSCLGroundingPipeline
-        except ImportError:  # the pipeline is optional: without it the folder still loads with AutoModel
-            MSCLGroundingPipeline = None
+        from ..pipeline_mscl import MSCLGroundingPipeline
+
         with torch.no_grad():
-            if MSCLGroundingPipeline is not None:
-                # records custom_pipelines in config.json and copies pipeline_mscl.py (+ its relative imports)
-                MSCLGroundingPipeline(model=model).save_pretrained(str(staging))
-            else:
-                model.save_pretrained(str(staging))
-        code_files = check_code_files(staging)
+            # records custom_pipelines in config.json and copies pipeline_mscl.py (+ its relative imports)
+            MSCLGroundingPipeline(model=model).save_pretrained(str(staging))
+        check_code_files(staging)
         if metrics_path is not None:
             shutil.copyfile(metrics_path, staging / METRICS_NAME)
         if source.training_config_path is not None:
@@ -486,6 +483,7 @@ def export_model(
             source.preset,
             model.config,
             metrics_obj,
+            recipe=recipe_from_training_config(training_config),
             repo_id=repo_id,
             weights=weights,
             split=split,

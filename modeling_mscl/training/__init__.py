@@ -1,6 +1,8 @@
 # Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
 """Training and evaluation of MSCL with the Hugging Face ``Trainer`` (not shipped with checkpoints).
 
+* :mod:`.recipe` — :class:`TrainingRecipe`: learning rates, batch size, epochs, EMA, seed, training-sample
+  grouping and crops, evaluation protocol (each preset's ``training`` section).
 * :mod:`.trainer` — :class:`MSCLTrainer` (SnAG loss semantics under accumulation/DDP, EMA, per-term logs).
 * :mod:`.optim` — SnAG's AdamW parameter groups and warmup-then-constant schedule.
 * :mod:`.ema` — :class:`ModelEMA`.
@@ -20,6 +22,7 @@ from .data import (
 from .ema import EMA_WEIGHTS_NAME, ModelEMA
 from .evaluation import compute_grounding_metrics, evaluate_grounding, format_report, predict_grounding
 from .optim import build_param_groups, create_adamw
+from .recipe import TrainingRecipe
 from .trainer import MSCLTrainer, find_last_checkpoint, step_contrastive_normalizer
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "MSCLTrainer",
     "ModelEMA",
     "TrainingCollator",
+    "TrainingRecipe",
     "TrainingSampleDataset",
     "TrainingSchedule",
     "build_param_groups",

@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 from torch.utils.data import IterableDataset
 
-from ..data.loading import GroundingDataset, GroundingStream, ParquetGroundingStream, iter_epoch, load_grounding_dataset
+from ..data.loading import GroundingDataset, GroundingStream, iter_epoch, load_grounding_dataset
 from ..data.sampling import GroundingCollator, group_queries, mapping_for_row, prepare_training_sample, stable_seed
 from ..processing_mscl import validate_grounding_batch
 
@@ -88,22 +88,24 @@ def estimate_num_features(row: Mapping[str, Any]) -> int:
     return max(1, int(math.ceil(stored / rate)))
 
 
-def groups_of_row(row: Mapping[str, Any], config, epoch: int, seed: Optional[int] = None) -> List[List[int]]:
+def groups_of_row(row: Mapping[str, Any], config, epoch: int, seed: Optional[int] = None, *, recipe) -> List[List[int]]:
     """This epoch's query groups of one row (:func:`~modeling_mscl.data.sampling.group_queries`)."""
     if not row.get("queries"):
         return []
     return group_queries(
         row["queries"], num_features=estimate_num_features(row), mapping=mapping_for_row(row, config),
-        config=config, epoch=int(epoch), video_id=str(row["video_id"]), seed=seed,
+        config=config, recipe=recipe, epoch=int(epoch), video_id=str(row["video_id"]), seed=seed,
     )
 
 
-def count_epoch_samples(rows: Iterable[Mapping[str, Any]], config, epoch: int = 0, seed: Optional[int] = None) -> Tuple[int, int]:
+def count_epoch_samples(
+    rows: Iterable[Mapping[str, Any]], config, epoch: int = 0, seed: Optional[int] = None, *, recipe
+) -> Tuple[int, int]:
     """(samples, videos) of one epoch over ``rows`` (rows need no ``video_features``)."""
     samples = videos = 0
     for row in rows:
         videos += 1
-        samples += len(groups_of_row(row, config, epoch, seed))
+        samples += len(groups_of_row(row, config, epoch, seed, recipe=recipe))
     return samples, videos
 
 
@@ -113,18 +115,20 @@ def count_training_samples(
     split: str = "train",
     epoch: int = 0,
     seed: Optional[int] = None,
+    *,
+    recipe,
 ) -> Tuple[int, int]:
     """(samples, videos) of epoch ``epoch`` over the **whole** split, reading no video features.
 
     Used to fix ``steps_per_epoch`` identically on every process before training.
     """
     if isinstance(path_or_rows, (list, tuple)):
-        return count_epoch_samples(path_or_rows, config, epoch, seed)
+        return count_epoch_samples(path_or_rows, config, epoch, seed, recipe=recipe)
     meta_rows = load_grounding_dataset(
         path_or_rows, split, streaming=True, shuffle_buffer=None, columns=list(_META_COLUMNS),
         equalize=None, video_dim=config.video_input_dim, text_dim=config.text_input_dim,
     )
-    return count_epoch_samples(meta_rows, config, epoch, seed)
+    return count_epoch_samples(meta_rows, config, epoch, seed, recipe=recipe)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -134,7 +138,7 @@ def count_training_samples(
 class TrainingSchedule:
     """Steps of a run, fixed before training and identical on every process.
 
-    ``config.batch_size`` is the number of videos per micro-batch summed over processes (so the recipe —
+    ``batch_size`` (the recipe's) is the number of videos per micro-batch summed over processes (so the recipe —
     lr, steps per epoch, warmup — does not change with the number of processes);
     ``per_device_batch_size = batch_size / world_size``. One optimiser step sees
     ``batch_size × gradient_accumulation_steps`` videos. ``num_epochs`` is the total, warmup included
@@ -205,7 +209,7 @@ class TrainingSchedule:
 # ----------------------------------------------------------------------------------------------------
 # The training stream
 # ----------------------------------------------------------------------------------------------------
-RowSource = Union[Sequence[Mapping[str, Any]], GroundingStream, ParquetGroundingStream, GroundingDataset]
+RowSource = Union[Sequence[Mapping[str, Any]], GroundingStream, GroundingDataset]
 
 
 class TrainingSampleDataset(IterableDataset):
@@ -215,10 +219,11 @@ class TrainingSampleDataset(IterableDataset):
         source: this process's rows — a stream from :func:`load_training_source` (already split by
             node), or an in-memory sequence of rows (ordered per epoch by ``rng(seed, epoch)`` and split
             ``rows[rank::world_size]`` here).
-        config: the model configuration (sampling settings).
+        config: the model configuration.
+        recipe: the training recipe (sampling settings, ``seed``).
         samples_per_epoch: samples to yield per epoch (:attr:`TrainingSchedule.samples_per_epoch_per_process`).
         num_epochs: epochs to yield.
-        seed: defaults to ``config.seed``.
+        seed: defaults to ``recipe.seed``.
         rank / world_size: this process (only used to split in-memory rows and to seed the buffer).
         sample_shuffle_buffer: samples mixed across videos before batching (0/1: off).
     """
@@ -228,6 +233,7 @@ class TrainingSampleDataset(IterableDataset):
         source: RowSource,
         config,
         *,
+        recipe,
         samples_per_epoch: int,
         num_epochs: int,
         seed: Optional[int] = None,
@@ -239,9 +245,10 @@ class TrainingSampleDataset(IterableDataset):
             raise ValueError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
         self.source = source
         self.config = config
+        self.recipe = recipe
         self.samples_per_epoch = int(samples_per_epoch)
         self.num_epochs = int(num_epochs)
-        self.seed = int(config.seed if seed is None else seed)
+        self.seed = int(recipe.seed if seed is None else seed)
         self.rank, self.world_size = int(rank), int(world_size)
         self.sample_shuffle_buffer = int(sample_shuffle_buffer or 0)
         self.start_sample = 0
@@ -266,7 +273,7 @@ class TrainingSampleDataset(IterableDataset):
 
     def _descriptors(self, epoch: int) -> Iterator[Tuple[Mapping[str, Any], int, List[int]]]:
         for row in self._epoch_rows(epoch):
-            for gi, group in enumerate(groups_of_row(row, self.config, epoch, self.seed)):
+            for gi, group in enumerate(groups_of_row(row, self.config, epoch, self.seed, recipe=self.recipe)):
                 yield row, gi, group
 
     def _shuffled(self, items: Iterator, rng: np.random.Generator) -> Iterator:
@@ -298,7 +305,8 @@ class TrainingSampleDataset(IterableDataset):
                         break
                     got += 1
                     if emitted >= skip:
-                        yield prepare_training_sample(row, group, self.config, epoch, self.seed, group_index=gi)
+                        yield prepare_training_sample(row, group, self.config, epoch, self.seed, recipe=self.recipe,
+                                                      group_index=gi)
                     emitted += 1
             finally:
                 # close the row stream now (not at garbage collection, possibly during interpreter exit)
@@ -321,19 +329,18 @@ def load_training_source(
     config,
     split: str = "train",
     *,
+    seed: int,
     rank: int = 0,
     world_size: int = 1,
     shuffle_buffer: Optional[int] = 64,
-    backend: str = "datasets",
-    seed: Optional[int] = None,
 ):
-    """This process's streamed training rows (whole shards per process; feature widths checked)."""
+    """This process's streamed training rows (whole shards per process; feature widths checked); the
+    order of epoch ``e`` is a function of ``(seed, e)`` (pass the recipe's ``seed``)."""
     kwargs: Dict[str, Any] = {}
     if world_size > 1:
         kwargs.update(rank=rank, world_size=world_size)
     return load_grounding_dataset(
-        path_or_repo, split, streaming=True, shuffle_buffer=shuffle_buffer,
-        seed=int(config.seed if seed is None else seed), backend=backend,
+        path_or_repo, split, streaming=True, shuffle_buffer=shuffle_buffer, seed=int(seed),
         video_dim=config.video_input_dim, text_dim=config.text_input_dim, **kwargs,
     )
 

@@ -1,7 +1,7 @@
 # Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
 """Exponential moving average of the model's parameters (SnAG §4.2).
 
-``ema ← β·ema + (1−β)·param`` after every optimiser step, β = ``config.ema_decay`` (0.999). Only
+``ema ← β·ema + (1−β)·param`` after every optimiser step, β = the recipe's ``ema_decay`` (0.999). Only
 parameters are averaged: buffers (position tables, the loss normaliser) are taken from the live model
 whenever an EMA model is materialised. The EMA starts as a copy of the initial model and is what
 evaluation and the final exported model use.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator
 
 import torch
 from torch import nn
@@ -106,12 +106,6 @@ class ModelEMA:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
         self.num_updates = int(meta.get("num_updates", self.num_updates))
-
-    @classmethod
-    def from_file(cls, model: nn.Module, path: str, decay: Optional[float] = None) -> "ModelEMA":
-        ema = cls(model, 0.999 if decay is None else decay)
-        ema.load(path)
-        return ema
 
 
 __all__ = ["EMA_WEIGHTS_NAME", "ModelEMA"]

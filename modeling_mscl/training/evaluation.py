@@ -6,7 +6,7 @@ SnAG's metrics (reference §6) and the per-moment-length breakdown.
 * Predictions ``(start, end, score)`` come from the package's one decoder,
   :func:`~modeling_mscl.processing_mscl.post_process_grounding`, in seconds with the row's time mapping
   (clip centres, clamped to ``[0, duration]``), exactly as the pipeline returns them.
-* Metrics: ``R{K}@{θ}`` for ``config.eval_ranks`` × ``config.eval_thresholds``, ``R{K}@mean`` over the
+* Metrics: ``R{K}@{θ}`` for the recipe's ``eval_ranks`` × ``eval_thresholds``, ``R{K}@mean`` over the
   thresholds, ``mIoU`` of the top-1 prediction, and ``by_moment_length`` (recall per bucket of moment
   length relative to the video).
 * Under ``torch.distributed`` each process evaluates its own rows and the prediction records are gathered,
@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import torch
 
 from ..data.sampling import prepare_eval_sample
 from ..metrics import format_metrics_table, recall_at_tiou, recall_by_moment_length, write_predictions_jsonl
+from .recipe import TrainingRecipe
 
 
 def _dist_info():
@@ -114,6 +115,8 @@ def evaluate_grounding(
     dataset_rows: Iterable[Mapping[str, Any]],
     config=None,
     *,
+    ranks: Optional[Sequence[int]] = None,
+    thresholds: Optional[Sequence[float]] = None,
     predictions_path: Optional[str] = None,
     metrics_path: Optional[str] = None,
     progress: bool = True,
@@ -128,7 +131,9 @@ def evaluate_grounding(
         model: a :class:`~modeling_mscl.MSCLForTemporalGrounding` (put in eval mode for the loop).
         dataset_rows: decoded rows (schema of :mod:`modeling_mscl.data.schema`), e.g. from
             :func:`~modeling_mscl.training.data.load_eval_source`.
-        config: supplies ``eval_ranks``/``eval_thresholds`` and the data settings (default ``model.config``).
+        config: the data settings (time mapping, ``fixed_length``; default ``model.config``).
+        ranks / thresholds: the R@K × tIoU grid (the recipe's ``eval_ranks``/``eval_thresholds``; default
+            ``TrainingRecipe()``'s, SnAG's 1, 5 × 0.3, 0.5).
         predictions_path / metrics_path: write the records (jsonl) / metrics (json) there (main process).
         progress: show a tqdm bar (main process only).
         total: number of videos, for the bar. max_videos: evaluate only the first ``max_videos`` rows.
@@ -144,7 +149,10 @@ def evaluate_grounding(
         model, dataset_rows, config, progress=progress and rank == 0, total=total, max_videos=max_videos, desc=desc,
     )
     records = _gather_records(records)
-    metrics = compute_grounding_metrics(records, config.eval_ranks, config.eval_thresholds, buckets=buckets)
+    default = TrainingRecipe()
+    ranks = default.eval_ranks if ranks is None else list(ranks)
+    thresholds = default.eval_thresholds if thresholds is None else list(thresholds)
+    metrics = compute_grounding_metrics(records, ranks, thresholds, buckets=buckets)
     if rank == 0:
         if predictions_path:
             os.makedirs(os.path.dirname(os.path.abspath(predictions_path)), exist_ok=True)

@@ -6,7 +6,7 @@
   on biases, LayerNorm affine parameters, LayerScale gammas, the per-level regression scales or the text
   background token.
 * Optional per-module learning rates keyed by the model's top-level modules (``text_encoder``,
-  ``video_encoder``, ``fusion``, ``cls_head``, ``reg_head``) — ``config.module_learning_rates``.
+  ``video_encoder``, ``fusion``, ``cls_head``, ``reg_head``) — the recipe's ``module_learning_rates``.
 * Linear warmup from 0 over ``warmup_epochs × iters_per_epoch`` steps, then constant (SnAG's "multistep"
   schedule with ``steps: [-1]`` never decays). This is ``transformers``' ``constant_with_warmup``.
 """
@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from ..modeling_mscl import DepthwiseConv
+from .recipe import MODULE_NAMES
 
-#: Top-level modules of :class:`~modeling_mscl.MSCLForTemporalGrounding` that may get their own lr.
-MODULE_NAMES = ("text_encoder", "video_encoder", "fusion", "cls_head", "reg_head")
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -42,7 +41,7 @@ def decay_parameter_names(model: nn.Module) -> List[str]:
 
 
 def check_module_learning_rates(module_learning_rates: Optional[Mapping[str, float]]) -> Dict[str, float]:
-    """Validate ``config.module_learning_rates`` (keys must be top-level module names, values > 0)."""
+    """Validate ``module_learning_rates`` (keys must be top-level module names, values > 0)."""
     rates = dict(module_learning_rates or {})
     unknown = sorted(k for k in rates if k not in MODULE_NAMES)
     if unknown:

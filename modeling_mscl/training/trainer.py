@@ -47,6 +47,7 @@ from .data import TrainingCollator, TrainingSampleDataset
 from .ema import EMA_WEIGHTS_NAME, ModelEMA
 from .launch import check_not_data_parallel
 from .optim import build_param_groups
+from .recipe import TrainingRecipe
 
 logger = logging.getLogger(__name__)
 
@@ -154,19 +155,22 @@ class MSCLTrainer(Trainer):
     Args (besides the ``Trainer``'s):
         eval_dataset: rows to evaluate on (re-iterable, e.g.
             :func:`~modeling_mscl.training.data.load_eval_source`); ``evaluate`` grounds whole videos.
-        ema_decay: β of the weight EMA (default ``model.config.ema_decay``); ``None``/``use_ema=False`` → off.
+        recipe: the :class:`~modeling_mscl.training.TrainingRecipe` (``module_learning_rates``, ``ema_decay``,
+            ``eval_ranks``/``eval_thresholds``); default ``TrainingRecipe()``.
+        ema_decay: β of the weight EMA (default ``recipe.ema_decay``); ``use_ema=False`` → off.
         steps_per_epoch: optimiser steps per data epoch, only to report ``epoch`` in the logs.
         eval_num_videos / eval_max_videos: progress-bar total / cap for evaluation.
         predictions_path: where ``evaluate`` writes ``predictions.jsonl`` (optional).
 
     The optimiser defaults to SnAG's AdamW param groups (:func:`~modeling_mscl.training.optim.build_param_groups`)
-    with ``args.learning_rate``/``args.weight_decay`` and ``config.module_learning_rates``; the schedule is
+    with ``args.learning_rate``/``args.weight_decay`` and ``recipe.module_learning_rates``; the schedule is
     ``args.lr_scheduler_type`` (``constant_with_warmup`` from :func:`~modeling_mscl.training.args.build_training_arguments`).
     """
 
     def __init__(
         self,
         *args,
+        recipe: Optional[TrainingRecipe] = None,
         ema_decay: Optional[float] = None,
         use_ema: bool = True,
         steps_per_epoch: Optional[int] = None,
@@ -186,9 +190,9 @@ class MSCLTrainer(Trainer):
             # the dataset replays its own order to the checkpoint's step (see `train`); the Trainer's
             # skipping would collate and drop every skipped batch on top of that
             self.args.ignore_data_skip = True
-        cfg = self.model.config
+        self.recipe = recipe if recipe is not None else TrainingRecipe()
         self.use_ema = bool(use_ema)
-        self.ema_decay = float(cfg.ema_decay if ema_decay is None else ema_decay)
+        self.ema_decay = float(self.recipe.ema_decay if ema_decay is None else ema_decay)
         self.ema: Optional[ModelEMA] = None
         self.steps_per_epoch = steps_per_epoch
         self.eval_num_videos = eval_num_videos
@@ -296,8 +300,7 @@ class MSCLTrainer(Trainer):
         if self.optimizer is None:
             opt_model = self.model if model is None else model
             groups = build_param_groups(
-                opt_model, self.args.learning_rate, self.args.weight_decay,
-                getattr(self.unwrapped_model.config, "module_learning_rates", None),
+                opt_model, self.args.learning_rate, self.args.weight_decay, self.recipe.module_learning_rates,
             )
             for g in groups:
                 g.pop("param_names")
@@ -385,7 +388,8 @@ class MSCLTrainer(Trainer):
             raise ValueError("MSCLTrainer.evaluate needs eval_dataset (rows of the evaluation split)")
         model = self.ema_model() if self.ema is not None else self.unwrapped_model
         metrics = evaluate_grounding(
-            model, rows, self.unwrapped_model.config, predictions_path=self.predictions_path,
+            model, rows, self.unwrapped_model.config, ranks=self.recipe.eval_ranks,
+            thresholds=self.recipe.eval_thresholds, predictions_path=self.predictions_path,
             progress=not self.args.disable_tqdm, total=self.eval_num_videos, max_videos=self.eval_max_videos,
         )
         flat = {f"{metric_key_prefix}_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}

@@ -1,5 +1,6 @@
 # Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
-"""Translate SnAG option dicts (``opts/*.yaml``) into :class:`~modeling_mscl.MSCLConfig` keyword arguments.
+"""Translate SnAG option dicts (``opts/*.yaml``) into an :class:`~modeling_mscl.MSCLConfig` and a
+:class:`~modeling_mscl.training.TrainingRecipe`, and back.
 
 SnAG (fmu2/snag_release) configures a run with one nested dict: ``model`` (``text_net``, ``vid_net``,
 ``fusion``, ``cls_head``, ``reg_head``), ``pt_gen``, ``train`` (with ``data``, ``optimizer``,
@@ -22,22 +23,30 @@ counts **model-grid** steps, i.e. steps after the input stride; ``train.data.max
 **input** features (``vid_stride × grid``: 8192 for MAD). :attr:`MSCLConfig.max_video_length` is in
 grid steps, so it takes ``vid_net.max_seq_len``.
 
-This file travels with checkpoints (``configuration_mscl`` imports it): standard library only.
+:func:`config_kwargs_from_snag_opt` returns one flat dict (model and recipe keys);
+:func:`config_from_snag_opt` / :func:`recipe_from_snag_opt` split it between the two objects
+(:data:`SNAG_MODEL_FIELDS`, :data:`SNAG_RECIPE_FIELDS`). Converter code: it never travels with a
+checkpoint.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Dict, Iterable, List, Mapping
+from typing import Any, Dict, Iterable, List, Mapping, Tuple
 
 __all__ = [
     "OPERATIONAL_OPTIONS",
     "SNAG_DEFAULTS",
     "SNAG_MAPPED_FIELDS",
+    "SNAG_MODEL_FIELDS",
+    "SNAG_RECIPE_FIELDS",
+    "config_from_snag_opt",
     "config_kwargs_from_snag_opt",
     "merge_snag_defaults",
+    "recipe_from_snag_opt",
     "snag_opt_from_config",
+    "split_snag_kwargs",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +134,7 @@ OPERATIONAL_OPTIONS: Dict[str, str] = {
     "eval.max_vid_len": "size of SnAG's inference point buffer; MSCL has no such limit",
 }
 
-#: MSCLConfig fields that a SnAG option (or SnAG's fixed behaviour) determines.
+#: MSCLConfig and TrainingRecipe fields that a SnAG option (or SnAG's fixed behaviour) determines.
 SNAG_MAPPED_FIELDS = (
     "video_input_dim", "hidden_size", "video_input_stride", "max_video_length", "num_embedding_convs",
     "num_stem_blocks", "num_pyramid_levels", "attention_window", "video_use_abs_pe", "num_attention_heads",
@@ -144,6 +153,16 @@ SNAG_MAPPED_FIELDS = (
     "num_epochs", "warmup_epochs", "ema_decay", "max_grad_norm", "seed",
     "eval_ranks", "eval_thresholds", "eval_split",
 )
+
+#: The training-recipe part of :data:`SNAG_MAPPED_FIELDS` (:class:`~modeling_mscl.training.TrainingRecipe`).
+SNAG_RECIPE_FIELDS = (
+    "max_queries_per_video", "query_grouping", "crop_ratio", "truncation_threshold",
+    "learning_rate", "module_learning_rates", "weight_decay", "batch_size", "gradient_accumulation_steps",
+    "num_epochs", "warmup_epochs", "ema_decay", "max_grad_norm", "seed",
+    "eval_ranks", "eval_thresholds", "eval_split",
+)
+#: The model part of :data:`SNAG_MAPPED_FIELDS` (:class:`~modeling_mscl.MSCLConfig`).
+SNAG_MODEL_FIELDS = tuple(f for f in SNAG_MAPPED_FIELDS if f not in SNAG_RECIPE_FIELDS)
 
 # SnAG per-module lr options -> MSCL top-level module names
 _MODULE_LR = {
@@ -277,7 +296,7 @@ class _Section:
         if unknown:
             raise ValueError(
                 "unknown SnAG option(s): " + ", ".join(sorted(unknown)) + " (neither mapped onto MSCLConfig nor "
-                "on the operational allow-list in modeling_mscl/snag_options_mscl.py)"
+                "on the operational allow-list in modeling_mscl/snag/options.py)"
             )
 
 
@@ -315,7 +334,8 @@ def _single_split(section: _Section, key: str, default: Any = _MISSING) -> str:
 
 
 def config_kwargs_from_snag_opt(opt: Mapping[str, Any]) -> Dict[str, Any]:
-    """``MSCLConfig(**kwargs)`` arguments equivalent to a SnAG options dict (yaml or merged form).
+    """The settings equivalent to a SnAG options dict (yaml or merged form), model and recipe keys in one
+    flat dict (:func:`split_snag_kwargs` separates them).
 
     The result covers :data:`SNAG_MAPPED_FIELDS` (plus ``text_feature_source`` for GloVe tokens); fields
     SnAG has no notion of (``fps``, contrastive temperature, …) are left to their defaults. SnAG trains
@@ -588,18 +608,50 @@ def config_kwargs_from_snag_opt(opt: Mapping[str, Any]) -> Dict[str, Any]:
     return kw
 
 
-# --------------------------------------------------------------------------------------------
-# MSCLConfig -> SnAG opt (inverse, yaml form)
-# --------------------------------------------------------------------------------------------
+def split_snag_kwargs(kwargs: Mapping[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """``config_kwargs_from_snag_opt``'s flat dict -> (``MSCLConfig`` kwargs, ``TrainingRecipe`` kwargs)."""
+    model = {k: v for k, v in kwargs.items() if k not in SNAG_RECIPE_FIELDS}
+    recipe = {k: v for k, v in kwargs.items() if k in SNAG_RECIPE_FIELDS}
+    return model, recipe
 
 
-def snag_opt_from_config(config: Any) -> Dict[str, Any]:
-    """SnAG options (yaml form) that describe ``config``'s SnAG part (:data:`SNAG_MAPPED_FIELDS`).
+def config_from_snag_opt(opt: Mapping[str, Any]):
+    """The :class:`~modeling_mscl.MSCLConfig` of a SnAG options dict (yaml or merged form).
 
-    ``config`` is an :class:`MSCLConfig` or its ``to_dict()``. Fields SnAG cannot express (the
-    contrastive terms, ``fps``, …) are left out; SnAG constants that differ raise ``ValueError``.
+    Every option SnAG's model uses is mapped; a value the package does not implement raises.
     """
-    c = config if isinstance(config, Mapping) else config.to_dict()
+    from ..configuration_mscl import MSCLConfig
+
+    return MSCLConfig(**split_snag_kwargs(config_kwargs_from_snag_opt(opt))[0])
+
+
+def recipe_from_snag_opt(opt: Mapping[str, Any]):
+    """The :class:`~modeling_mscl.training.TrainingRecipe` of a SnAG options dict (optimiser, schedule,
+    EMA, training-sample grouping and crops, evaluation protocol)."""
+    from ..training.recipe import TrainingRecipe
+
+    return TrainingRecipe(**split_snag_kwargs(config_kwargs_from_snag_opt(opt))[1])
+
+
+# --------------------------------------------------------------------------------------------
+# MSCLConfig + TrainingRecipe -> SnAG opt (inverse, yaml form)
+# --------------------------------------------------------------------------------------------
+
+
+def snag_opt_from_config(config: Any, recipe: Any = None) -> Dict[str, Any]:
+    """SnAG options (yaml form) that describe ``config`` + ``recipe`` (:data:`SNAG_MAPPED_FIELDS`).
+
+    ``config`` is an :class:`MSCLConfig` or a dict of its fields, ``recipe`` a
+    :class:`~modeling_mscl.training.TrainingRecipe` or a dict of its fields. Recipe fields missing from
+    both take the ``TrainingRecipe`` defaults. Fields SnAG cannot express (the contrastive terms,
+    ``fps``, …) are left out; SnAG constants that differ raise ``ValueError``.
+    """
+    from ..training.recipe import TrainingRecipe
+
+    c = dict(config) if isinstance(config, Mapping) else config.to_dict()
+    if recipe is not None:
+        c.update(dict(recipe) if isinstance(recipe, Mapping) else recipe.to_dict())
+    c = {**TrainingRecipe().to_dict(), **c}
     for field, value in _SNAG_CONSTANTS.items():
         if field in c and float(c[field]) != value:
             raise ValueError(f"MSCLConfig.{field} = {c[field]!r} cannot be expressed in SnAG (fixed at {value})")
