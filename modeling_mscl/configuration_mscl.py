@@ -24,6 +24,7 @@ PRESET_NAMES = (
     "charades_i3d",
     "charades_c3d",
     "anet_c3d",
+    "custom_clip_b32",
     "debug",
 )
 
@@ -69,7 +70,10 @@ class MSCLConfig(PretrainedConfig):
       ``batch_size``, ``gradient_accumulation_steps``, ``num_epochs``, ``warmup_epochs``,
       ``ema_decay``, ``max_grad_norm``, ``seed``.
     * **Evaluation / text features** — ``eval_ranks``, ``eval_thresholds``, ``eval_split``,
-      ``text_feature_source`` (how sentences become token features for the pipeline).
+      ``text_feature_source`` (how sentences become token features for the pipeline),
+      ``video_feature_source`` (how a video file becomes video features: a Hugging Face image model and
+      its sampling, or ``"precomputed"`` features with how to produce them; see
+      :mod:`.video_features_mscl`).
     """
 
     model_type = "mscl"
@@ -158,6 +162,7 @@ class MSCLConfig(PretrainedConfig):
         eval_thresholds: Sequence[float] = (0.3, 0.5),
         eval_split: str = "test",
         text_feature_source: Optional[Dict[str, Any]] = None,
+        video_feature_source: Optional[Dict[str, Any]] = None,
         preset: Optional[str] = None,
         **kwargs,
     ):
@@ -242,6 +247,7 @@ class MSCLConfig(PretrainedConfig):
         self.eval_thresholds = [float(t) for t in eval_thresholds]
         self.eval_split = eval_split
         self.text_feature_source = dict(text_feature_source) if text_feature_source else None
+        self.video_feature_source = dict(video_feature_source) if video_feature_source else None
         self.preset = preset
         super().__init__(**kwargs)
         self.validate_mscl()
