@@ -557,7 +557,9 @@ class VideoFeatureCache:
     def clear(self) -> Tuple[int, int]:
         """Remove every entry (and leftovers of killed writes); returns ``(entries, bytes)`` removed."""
         removed, size = 0, 0
-        for path in glob.glob(os.path.join(self.cache_dir, "*", "*")):
+        shards = [os.path.join(self.cache_dir, d) for d in (os.listdir(self.cache_dir) if os.path.isdir(self.cache_dir) else [])]
+        # os.listdir, not glob: the temporary files of killed writes are dot-files
+        for path in [os.path.join(d, f) for d in shards if os.path.isdir(d) for f in os.listdir(d)]:
             if not (path.endswith(self.SUFFIX) or path.endswith(".tmp")):
                 continue
             try:
@@ -566,7 +568,7 @@ class VideoFeatureCache:
                 removed += path.endswith(self.SUFFIX)
             except OSError:
                 pass
-        for folder in glob.glob(os.path.join(self.cache_dir, "*")):
+        for folder in shards:
             try:
                 os.rmdir(folder)
             except OSError:

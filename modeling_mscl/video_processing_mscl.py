@@ -350,6 +350,7 @@ class VideoFrameSampler:
         self.info: Optional[VideoInfo] = None
         self.result: Optional[VideoDecodeResult] = None
         self._used = False
+        self._reformatter = None
 
     # ------------------------------------------------------------------------------------------------
     def _convert(self, frame, rotation: int) -> np.ndarray:
@@ -364,7 +365,13 @@ class VideoFrameSampler:
                 h, w = w, h
             if (h, w) != (frame.height, frame.width):
                 kwargs.update(width=int(w), height=int(h))
-        image = frame.to_ndarray(**kwargs)
+        if self._reformatter is None:
+            from av.video.reformatter import VideoReformatter
+
+            # one reformatter for the whole file: it keeps its swscale context (a fresh one per frame, as
+            # frame.to_ndarray(format=...) makes, costs more than the conversion of a small frame)
+            self._reformatter = VideoReformatter()
+        image = self._reformatter.reformat(frame, **kwargs).to_ndarray()
         if rotation:
             image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
         return image

@@ -182,10 +182,13 @@ def make_tiny_clip(folder, *, seed: int = 0, image_size: int = 32, patch_size: i
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
     torch.manual_seed(seed)
     config = CLIPConfig(
+        # the towers' configs carry the projection width too, as the Hub's CLIP configs do, so that
+        # CLIPTextModelWithProjection / CLIPVisionModelWithProjection load from the full checkpoint
         text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=40, bos_token_id=0, eos_token_id=1, pad_token_id=1),
+                         num_attention_heads=2, max_position_embeddings=40, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+                         projection_dim=projection_dim),
         vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=image_size, patch_size=patch_size),
+                           image_size=image_size, patch_size=patch_size, projection_dim=projection_dim),
         projection_dim=projection_dim,
     )
     model = CLIPModel(config).eval()
