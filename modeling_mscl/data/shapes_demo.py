@@ -179,8 +179,8 @@ def make_demo_extractor(folder: str, seed: int = 0, num_frames: int = 6000, epoc
     ``image_embeds``), trained once on single rendered frames to tell whether a shape is on screen, its colour,
     its shape and where it is (linear heads on ``image_embeds``, discarded afterwards), then frozen and saved with
     its image processor. It plays the part of a pretrained image model: it never sees a video, a sentence or a
-    moment. A random tower would not do: its features hold almost no information about where things are
-    (linear probe R² ≈ 0 for the position), so no grounding model could tell "moves left" from "moves right".
+    moment. A tower with random weights would not do: its small random position embeddings leave little trace of
+    where a shape is in the pooled output, so a grounding model could hardly tell "moves left" from "moves right".
     """
     import torch
     from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection
