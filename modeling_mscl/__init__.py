@@ -21,6 +21,7 @@ from .modeling_mscl import MSCLForTemporalGrounding, MSCLOutput, MSCLPreTrainedM
 from .pipeline_mscl import TASK_NAME as _PIPELINE_TASK
 from .pipeline_mscl import MSCLGroundingPipeline
 from .processing_mscl import TimeMapping, post_process_grounding, resample_to_fixed_length
+from .video_features_mscl import clear_video_feature_cache, extract_video_features
 
 AutoConfig.register("mscl", MSCLConfig, exist_ok=True)
 AutoModel.register(MSCLConfig, MSCLForTemporalGrounding, exist_ok=True)
@@ -43,6 +44,8 @@ __all__ = [
     "MSCLPreTrainedModel",
     "PRESET_NAMES",
     "TimeMapping",
+    "clear_video_feature_cache",
+    "extract_video_features",
     "post_process_grounding",
     "resample_to_fixed_length",
 ]

@@ -37,6 +37,7 @@ PRESET_NAMES = (
     "charades_i3d",
     "charades_c3d",
     "anet_c3d",
+    "custom_clip_b32",
     "quickstart",
 )
 
@@ -117,7 +118,9 @@ class MSCLConfig(PretrainedConfig):
       ``inference_query_chunk_size``.
     * **Time mapping** — ``fps``, ``clip_size``, ``clip_stride``, ``downsample_rate``,
       ``fixed_length`` (``None`` or 256).
-    * **Feature sources** — ``text_feature_source`` (how sentences become token features for the pipeline).
+    * **Feature sources** — ``text_feature_source`` (how sentences become token features for the pipeline),
+      ``video_feature_source`` (how a video file becomes video features: a Hugging Face image model and
+      its sampling, or ``"precomputed"`` features with how to produce them; see :mod:`.video_features_mscl`).
     * ``preset`` — the preset the configuration came from (informational; picks the model card).
 
     The training recipe (learning rates, batch size, epochs, EMA, seed, training-sample grouping and
@@ -192,6 +195,7 @@ class MSCLConfig(PretrainedConfig):
         fixed_length: Optional[int] = None,
         # feature sources
         text_feature_source: Optional[Dict[str, Any]] = None,
+        video_feature_source: Optional[Dict[str, Any]] = None,
         preset: Optional[str] = None,
         **kwargs,
     ):
@@ -264,6 +268,7 @@ class MSCLConfig(PretrainedConfig):
         self.fixed_length = None if fixed_length is None else int(fixed_length)
 
         self.text_feature_source = dict(text_feature_source) if text_feature_source else None
+        self.video_feature_source = dict(video_feature_source) if video_feature_source else None
         self.preset = preset
         super().__init__(**kwargs)
         self.validate_mscl()

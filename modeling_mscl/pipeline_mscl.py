@@ -9,6 +9,7 @@ Usage::
     pipe("movie.npy", ["a man opens the door", "the car drives away"], fps=5.0)
     # [{"query": "a man opens the door", "moments": [{"start": 12.4, "end": 17.0, "score": 0.83}, ...]},
     #  {"query": "the car drives away",  "moments": [...]}]
+    pipe("movie.mp4", "a man opens the door")   # a video file (checkpoints with a video_feature_source)
 
 With the package imported (``import modeling_mscl``) the task is also registered by name:
 ``pipeline("video-temporal-grounding", model=model)``.
@@ -23,6 +24,16 @@ a lazy iterator of results).
 * ``video``: ``(T, video_input_dim)`` features (NumPy array or torch tensor, time-major) or a path to a
   ``.npy`` / ``.pt`` file holding that array (``.pt`` is read with ``torch.load(weights_only=True)``).
   Any length works: the video is encoded once and never cropped or padded to the training length.
+* ``video`` may also be a **video file** (any other path: mp4, mkv, webm, mov, avi, ...), for checkpoints
+  whose ``config.video_feature_source`` names a Hugging Face image model (``mad_clip``,
+  ``custom_clip_b32``): the file is decoded (PyAV, ``pip install mscl[video]``), one frame per feature is
+  sampled at the times of the checkpoint's time mapping and embedded, and the features are cached on disk,
+  so a second question about the same file decodes nothing (:mod:`.video_features_mscl`,
+  :mod:`.video_processing_mscl`). Moments are in seconds of the file's own timeline; ``duration`` defaults to
+  the file's (the container's, or the end of its last frame when the container states none or lies). A
+  file given to a checkpoint whose features have no Hugging Face extractor (C3D, I3D, SlowFast, EgoVLP) is
+  an error that says which features it needs and how to produce them. Time-mapping parameters other than
+  ``duration`` must equal the checkpoint's for a file (the sampling is fixed by the extractor).
 * ``queries``: one query or a list of them. A query is a sentence (``str``, embedded by the checkpoint's
   text encoder, see :mod:`.text_embedding_mscl`), precomputed token features (array ``(L, text_input_dim)``),
   or a dict with ``"sentence"`` and/or ``"text_features"`` (and optionally ``"query_id"``), e.g. the query
@@ -39,10 +50,17 @@ Parameters (call or constructor)
 * ``top_k``: moments kept per query (default ``config.max_segments``; Soft-NMS keeps that many).
 * ``threshold``: drop moments whose score is below it (default: keep all).
 * ``query_chunk_size``: queries fused at once (default: the model's memory-bounded choice).
+* Video files only: ``allow_partial`` (default ``False``: a truncated or damaged file is an error; ``True``
+  grounds in the decodable part and marks every result ``"partial": True`` with ``"decoded_duration"``),
+  ``progress`` (tqdm bar while decoding; default: files longer than a minute, on a terminal).
 
 Constructor-only: ``text_encoder`` (a callable ``str -> (L, D)`` array), ``text_feature_source`` (a dict
 replacing ``config.text_feature_source``; written into the config by ``save_pretrained``) and
-``word_vectors_path`` (GloVe-format text file for word-vector checkpoints).
+``word_vectors_path`` (GloVe-format text file for word-vector checkpoints); for video files
+``video_feature_source`` (a dict replacing ``config.video_feature_source``, saved likewise),
+``video_cache_dir`` (feature cache folder; default ``$MSCL_VIDEO_FEATURES_CACHE`` or
+``<HF_HOME>/mscl/video_features``; ``False`` disables the cache) and ``video_batch_size`` (frames embedded
+per forward pass, default 32).
 
 Fixed-length checkpoints (``config.fixed_length``, Charades / ANet) resample the (subsampled) video to that
 many steps and map moments back with the per-video stride, exactly as evaluation does.
@@ -75,6 +93,7 @@ from .processing_mscl import (
     validate_query_features,
     validate_video_features,
 )
+from .video_processing_mscl import is_video_file_path
 
 __all__ = ["MSCLGroundingPipeline", "TASK_NAME"]
 
@@ -82,7 +101,8 @@ TASK_NAME = "video-temporal-grounding"
 
 _TIME_FIELDS = ("fps", "clip_size", "clip_stride", "downsample_rate", "duration")
 _VIDEO_KEYS = ("video", "video_features")
-_PREPROCESS_PARAMS = ("fps", "clip_size", "clip_stride", "downsample_rate", "duration", "time_mapping")
+_PREPROCESS_PARAMS = ("fps", "clip_size", "clip_stride", "downsample_rate", "duration", "time_mapping", "allow_partial",
+                      "progress")
 _FORWARD_PARAMS = ("top_k", "query_chunk_size")
 _POSTPROCESS_PARAMS = ("threshold",)
 
@@ -111,6 +131,9 @@ class MSCLGroundingPipeline(Pipeline):
         text_encoder=None,
         text_feature_source: Optional[Mapping[str, Any]] = None,
         word_vectors_path: Optional[str] = None,
+        video_feature_source: Optional[Mapping[str, Any]] = None,
+        video_cache_dir=None,
+        video_batch_size: int = 32,
         **kwargs,
     ):
         if text_encoder is not None and not callable(text_encoder):
@@ -118,6 +141,12 @@ class MSCLGroundingPipeline(Pipeline):
         self._text_encoder = text_encoder
         self._text_source_override = None if text_feature_source is None else dict(text_feature_source)
         self._word_vectors_path = None if word_vectors_path is None else os.fspath(word_vectors_path)
+        self._video_source_override = None if video_feature_source is None else dict(video_feature_source)
+        self._video_extractor = None
+        self._video_cache_dir = video_cache_dir
+        if isinstance(video_batch_size, bool) or not isinstance(video_batch_size, int) or video_batch_size < 1:
+            raise ValueError(f"video_batch_size must be a positive integer, got {video_batch_size!r}")
+        self._video_batch_size = video_batch_size
         super().__init__(model, *args, **kwargs)
         self.model.eval()
 
@@ -132,6 +161,9 @@ class MSCLGroundingPipeline(Pipeline):
                 f"{', '.join(_PREPROCESS_PARAMS + _FORWARD_PARAMS + _POSTPROCESS_PARAMS)}"
             )
         pre = {k: kwargs[k] for k in _PREPROCESS_PARAMS if kwargs.get(k) is not None}
+        for flag in ("allow_partial", "progress"):
+            if flag in pre and not isinstance(pre[flag], bool):
+                raise ValueError(f"{flag} must be True or False, got {pre[flag]!r}")
         fwd = {k: kwargs[k] for k in _FORWARD_PARAMS if kwargs.get(k) is not None}
         post = {k: kwargs[k] for k in _POSTPROCESS_PARAMS if kwargs.get(k) is not None}
         if "top_k" in fwd:
@@ -192,8 +224,16 @@ class MSCLGroundingPipeline(Pipeline):
         video_key = next((k for k in _VIDEO_KEYS if k in inputs), None)
         if video_key is None:
             raise ValueError(f"the video dict needs a 'video' entry (features or a path); got keys {sorted(inputs)}")
-        features = self._load_video(inputs[video_key])
-        mapping = self._time_mapping(features.shape[0], inputs, params)
+        video = inputs[video_key]
+        from_file = None
+        if is_video_file_path(video):
+            from_file = self.extract_video_features(
+                video, allow_partial=bool(params.get("allow_partial", False)), progress=params.get("progress")
+            )
+            features = self._load_video(from_file.features)
+        else:
+            features = self._load_video(video)
+        mapping = self._time_mapping(features.shape[0], inputs, params, from_file)
 
         k = int(mapping.downsample_rate)
         if k > 1:
@@ -205,7 +245,10 @@ class MSCLGroundingPipeline(Pipeline):
             mapping = mapping.with_fixed_length(num_features, int(cfg.fixed_length))
 
         queries, info, single = self._collect_queries(inputs.get("queries"))
-        return {"video": features.contiguous(), "queries": queries, "query_info": info, "single": single, "mapping": mapping}
+        out = {"video": features.contiguous(), "queries": queries, "query_info": info, "single": single, "mapping": mapping}
+        if from_file is not None and from_file.partial:
+            out["partial"] = {"partial": True, "decoded_duration": float(from_file.decoded_end)}
+        return out
 
     def _load_video(self, video) -> torch.Tensor:
         cfg = self.model.config
@@ -235,7 +278,7 @@ class MSCLGroundingPipeline(Pipeline):
         validate_video_features(tensor, cfg, source=source)
         return tensor
 
-    def _time_mapping(self, num_stored: int, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> TimeMapping:
+    def _time_mapping(self, num_stored: int, inputs: Mapping[str, Any], params: Mapping[str, Any], from_file=None) -> TimeMapping:
         cfg = self.model.config
         values: Dict[str, Any] = {"fps": cfg.fps, "clip_size": cfg.clip_size, "clip_stride": cfg.clip_stride,
                                   "downsample_rate": cfg.downsample_rate, "duration": None}
@@ -258,6 +301,17 @@ class MSCLGroundingPipeline(Pipeline):
                 raise ValueError(f"{name} must be a positive number, got {v!r}")
         if int(values["downsample_rate"]) != values["downsample_rate"]:
             raise ValueError(f"downsample_rate must be a positive integer, got {values['downsample_rate']!r}")
+        if from_file is not None:
+            # the extractor fixed the sampling: other time mappings would read the features at wrong times
+            fixed = {**from_file.sampling, "downsample_rate": cfg.downsample_rate}
+            wrong = [f"{k}={values[k]!r}" for k in fixed if abs(float(values[k]) - float(fixed[k])) > 1e-9 * max(1.0, abs(float(fixed[k])))]
+            if wrong:
+                raise ValueError(
+                    f"{from_file.path!r}: features extracted from a video file follow the checkpoint's sampling "
+                    f"({', '.join(f'{k}={v:g}' for k, v in fixed.items())}); got {', '.join(wrong)}"
+                )
+            if values["duration"] is None:
+                values["duration"] = from_file.duration
         fps, clip_size, clip_stride = float(values["fps"]), float(values["clip_size"]), float(values["clip_stride"])
         duration = values["duration"]
         if duration is None:
@@ -353,6 +407,58 @@ class MSCLGroundingPipeline(Pipeline):
         return feats.detach().to(torch.float32)
 
     # ------------------------------------------------------------------------------------------------
+    # video files
+    # ------------------------------------------------------------------------------------------------
+    @property
+    def video_feature_source(self) -> Optional[Dict[str, Any]]:
+        """How video files become features: the constructor override, else ``config.video_feature_source``."""
+        if self._video_source_override is not None:
+            return self._video_source_override
+        return getattr(self.model.config, "video_feature_source", None)
+
+    @property
+    def video_extractor(self):
+        """The frame-feature extractor (built on first use from :attr:`video_feature_source`)."""
+        if self._video_extractor is None:
+            from .video_features_mscl import build_video_extractor, check_video_source_matches_config, normalize_video_feature_source
+
+            cfg = self.model.config
+            source = normalize_video_feature_source(self.video_feature_source)
+            if source["type"] == "hf":
+                check_video_source_matches_config(source, cfg)
+            self._video_extractor = build_video_extractor(source, int(cfg.video_input_dim), device=self.device)
+        return self._video_extractor
+
+    def extract_video_features(self, path, *, allow_partial: bool = False, progress: Optional[bool] = None):
+        """Features of a video file as this checkpoint reads them (cached): a ``VideoFeatures`` with
+        ``features`` ``(T, video_input_dim)``, ``duration``, ``partial``, ``from_cache``, ..."""
+        from .video_features_mscl import NoVideoExtractorError, extract_video_features, normalize_video_feature_source
+
+        path = os.fspath(path)
+        cfg = self.model.config
+        if not os.path.isfile(path):
+            raise ValueError(f"video file not found: {path!r}" if not os.path.exists(path) else f"not a file: {path!r}")
+        if normalize_video_feature_source(self.video_feature_source)["type"] != "hf":
+            from .video_features_mscl import describe_missing_extractor
+
+            raise NoVideoExtractorError(describe_missing_extractor(
+                self.video_feature_source, int(cfg.video_input_dim),
+                what=f"{path!r} is a video file (not a .npy or .pt feature file), but ",
+            ))
+        extractor = self.video_extractor
+        cache_dir = self._video_cache_dir
+        result = extract_video_features(
+            path, extractor, batch_size=self._video_batch_size, cache_dir=cache_dir or None,
+            use_cache=cache_dir is not False, allow_partial=allow_partial, progress=progress,
+        )
+        if result.features.shape[1] != cfg.video_input_dim:
+            raise ValueError(
+                f"the video extractor {extractor.source['name_or_path']!r} produces {result.features.shape[1]}-d features but "
+                f"the checkpoint expects video_input_dim={cfg.video_input_dim}"
+            )
+        return result
+
+    # ------------------------------------------------------------------------------------------------
     # forward / postprocess
     # ------------------------------------------------------------------------------------------------
     def _forward(self, model_inputs: Dict[str, Any], top_k: Optional[int] = None, query_chunk_size: Optional[int] = None):
@@ -374,6 +480,7 @@ class MSCLGroundingPipeline(Pipeline):
             "moments": [m.detach().cpu() for m in moments],
             "query_info": model_inputs["query_info"],
             "single": model_inputs["single"],
+            "partial": model_inputs.get("partial"),
         }
 
     def postprocess(self, model_outputs: Dict[str, Any], threshold: Optional[float] = None):
@@ -385,16 +492,19 @@ class MSCLGroundingPipeline(Pipeline):
                 for start, end, score in pred
                 if threshold is None or score >= threshold
             ]
-            results.append({**info, "moments": moments})
+            results.append({**info, "moments": moments, **(model_outputs.get("partial") or {})})
         return results[0] if model_outputs["single"] else results
 
     # ------------------------------------------------------------------------------------------------
     def save_pretrained(self, save_directory, **kwargs):
         """Save the model, its code and this pipeline's code (``custom_pipelines``) into ``save_directory``.
 
-        A ``text_feature_source`` given to the constructor is written into the saved config so the folder
-        reproduces this pipeline; ``word_vectors_path`` and a ``text_encoder`` callable are not saved.
+        A ``text_feature_source`` / ``video_feature_source`` given to the constructor is written into the saved
+        config so the folder reproduces this pipeline; ``word_vectors_path``, a ``text_encoder`` callable and
+        the video cache settings are not saved.
         """
         if self._text_source_override is not None:
             self.model.config.text_feature_source = dict(self._text_source_override)
+        if self._video_source_override is not None:
+            self.model.config.video_feature_source = dict(self._video_source_override)
         return super().save_pretrained(save_directory, **kwargs)

@@ -588,8 +588,9 @@ def test_export_of_a_real_training_run(tmp_path):
 #: The flat files a model folder needs for trust_remote_code: the config, the model and what it imports
 #: (its loss, the post-processing + input checks, and Soft-NMS).
 MODEL_CODE = {"configuration_mscl.py", "modeling_mscl.py", "losses_mscl.py", "processing_mscl.py", "nms_mscl.py"}
-#: ... and a pipeline folder: the pipeline and its sentence-embedding code.
-PIPELINE_CODE = MODEL_CODE | {"pipeline_mscl.py", "text_embedding_mscl.py"}
+#: ... and a pipeline folder: the pipeline, its sentence-embedding code and the video-file front end (decoding
+#: + frame features).
+PIPELINE_CODE = MODEL_CODE | {"pipeline_mscl.py", "text_embedding_mscl.py", "video_processing_mscl.py", "video_features_mscl.py"}
 
 
 def test_saved_folders_carry_only_the_code_loading_needs(tmp_path):
