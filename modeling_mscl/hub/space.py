@@ -79,10 +79,12 @@ def read_model_config(model: str, revision: Optional[str] = None, token: Optiona
     if path.is_dir():
         file = path / "config.json"
     else:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import HfApi, hf_hub_download
 
         try:
-            file = Path(hf_hub_download(model, "config.json", revision=revision, token=token))
+            # ask the Hub first: a config.json left in the local cache must not vouch for a repo that is gone
+            sha = HfApi(token=token).model_info(model, revision=revision).sha
+            file = Path(hf_hub_download(model, "config.json", revision=sha or revision, token=token))
         except Exception as exc:  # noqa: BLE001 - RepositoryNotFound, EntryNotFound, connection errors...
             raise ValueError(f"cannot read config.json of model repo {model!r}: {exc}") from None
     try:
