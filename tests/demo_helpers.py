@@ -132,6 +132,15 @@ def grounding_model(clip_dir, seed: int = 3, **overrides):
     return model
 
 
+def hub_sources(repo_id: str) -> dict:
+    """``video_feature_source`` / ``text_feature_source`` naming a tiny CLIP uploaded to the (fake) Hub as
+    ``repo_id``: what a Space can load."""
+    from video_helpers import clip_source
+
+    return {"video_feature_source": clip_source(repo_id),
+            "text_feature_source": {"type": "hf", "name_or_path": repo_id, "layout": "clip_text_tokens"}}
+
+
 def no_extractor_model(seed: int = 5):
     """A debug-sized model whose features are TACoS's C3D ones: no Hugging Face extractor."""
     import torch

@@ -27,6 +27,7 @@ from demo_helpers import (  # noqa: E402
     chromium_page,
     free_port,
     grounding_model,
+    hub_sources,
     image_stats,
     no_extractor_model,
     rows_of,
@@ -301,12 +302,15 @@ SPACE_LAUNCHER = textwrap.dedent(
 )
 
 
-def test_space_from_the_hub_runs_without_the_package(fake_hub, chromium, env, model, upload, tmp_path):
+def test_space_from_the_hub_runs_without_the_package(fake_hub, chromium, env, clip_dir, upload, tmp_path):
     from huggingface_hub import snapshot_download
     from transformers import pipeline
 
-    from modeling_mscl.hub.publish import main as publish_main
+    from modeling_mscl.hub.publish import main as publish_main, push_folder
 
+    # everything the Space loads lives on the (fake) Hub: the tiny CLIP (frames and sentences) and the model
+    push_folder(clip_dir, "org/tiny-clip")
+    model = grounding_model(clip_dir, **hub_sources("org/tiny-clip"))
     checkpoint = save_checkpoint(model, tmp_path / "mscl-clip")
     assert publish_main([str(checkpoint), "--repo-id", "org/mscl-clip", "--space", "org/mscl-clip-demo", "--no-verify"]) == 0
     space = Path(snapshot_download("org/mscl-clip-demo", repo_type="space", local_dir=str(tmp_path / "space")))

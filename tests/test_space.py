@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from demo_helpers import grounding_model, no_extractor_model, save_checkpoint
+from demo_helpers import grounding_model, hub_sources, no_extractor_model, save_checkpoint
 from video_helpers import make_tiny_clip
 
 from modeling_mscl.hub.publish import PublishError, main as publish_main
@@ -60,7 +60,9 @@ def clip_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint(clip_dir, tmp_path_factory):
-    return save_checkpoint(grounding_model(clip_dir), tmp_path_factory.mktemp("ckpt") / "mscl-clip")
+    # its extractor and sentence encoder named by Hub id, as a Space needs (nothing is loaded here)
+    model = grounding_model(clip_dir, **hub_sources("org/tiny-clip"))
+    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "mscl-clip")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,9 @@ def config(checkpoint):
 
 
 def test_space_folder(config, tmp_path):
-    config = dict(config, video_feature_source=dict(config["video_feature_source"], name_or_path="openai/clip-vit-base-patch32"))
+    clip = "openai/clip-vit-base-patch32"
+    config = dict(config, video_feature_source=dict(config["video_feature_source"], name_or_path=clip),
+                  text_feature_source=dict(config["text_feature_source"], name_or_path=clip))
     export = render_space("org/mscl-clip", tmp_path / "space", config=config, space_id="org/mscl-clip-demo")
     assert set(export.files) == EXPECTED_FILES
     folder = export.folder
@@ -77,7 +81,7 @@ def test_space_folder(config, tmp_path):
     meta = _front_matter(readme)
     assert meta["sdk"] == "gradio" and meta["sdk_version"] == SPACE_GRADIO_VERSION and meta["app_file"] == "app.py"
     assert (folder / meta["app_file"]).is_file()
-    # the model repo, and the Hub model its frame features come from (the text encoder here is a local folder)
+    # the model repo, and the Hub model its frame features and sentence features come from
     assert meta["models"] == ["org/mscl-clip", "openai/clip-vit-base-patch32"]
     assert meta["license"] == "apache-2.0" and len(meta["short_description"]) <= 60
     assert "python -m modeling_mscl.demo --model org/mscl-clip" in readme
@@ -123,6 +127,19 @@ def test_space_refused_for_a_checkpoint_without_video_extractor(tmp_path, fake_h
     assert fake_hub.requests == []  # refused before the model was pushed
 
 
+def test_space_refused_for_encoders_it_cannot_load(config, clip_dir, tmp_path):
+    local = dict(config, video_feature_source=dict(config["video_feature_source"], name_or_path=str(clip_dir)))
+    with pytest.raises(ValueError, match=r"video_feature_source.name_or_path is a local folder .*tiny-clip.*cannot load"):
+        render_space("org/mscl-clip", tmp_path / "a", config=local)
+    local = dict(config, text_feature_source=dict(config["text_feature_source"], name_or_path=str(clip_dir)))
+    with pytest.raises(ValueError, match=r"text_feature_source.name_or_path is a local folder"):
+        render_space("org/mscl-clip", tmp_path / "b", config=local)
+    glove = dict(config, text_feature_source={"type": "word_vectors", "tokenizer": "basic_english", "dim": 300})
+    with pytest.raises(ValueError, match="embeds sentences with 'word_vectors'.*needs a Hugging Face text model"):
+        render_space("org/mscl-clip", tmp_path / "c", config=glove)
+    assert not any(tmp_path.iterdir())
+
+
 def test_publish_model_and_space_in_one_command(fake_hub, checkpoint, tmp_path, capsys):
     argv = [str(checkpoint), "--repo-id", "org/mscl-clip", "--space", "org/mscl-{preset}-demo", "--no-verify", "--public"]
     assert publish_main(argv) == 0, capsys.readouterr().err
@@ -133,7 +150,7 @@ def test_publish_model_and_space_in_one_command(fake_hub, checkpoint, tmp_path, 
     assert [c[1].split("/")[2] for c in commits] == ["models", "spaces"]
     files = fake_hub.files(space_id, "space")
     assert set(files) - {".gitattributes"} == EXPECTED_FILES
-    assert _front_matter(files["README.md"].decode())["models"] == ["org/mscl-clip"]  # the tiny CLIP is a local folder
+    assert _front_matter(files["README.md"].decode())["models"] == ["org/mscl-clip", "org/tiny-clip"]
     assert b"'org/mscl-clip'" in files["app.py"]
     assert "pipeline_mscl.py" in fake_hub.files("org/mscl-clip") and "video_features_mscl.py" in fake_hub.files("org/mscl-clip")
     from huggingface_hub import HfApi

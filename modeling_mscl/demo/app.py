@@ -150,7 +150,11 @@ class GroundingDemo:
         cfg = self.config
         preset = getattr(cfg, "preset", None)
         text_src = getattr(cfg, "text_feature_source", None) or {}
-        text = _describe_source(text_src) if text_src.get("type") == "hf" else (text_src.get("name") or text_src.get("type") or "none")
+        if text_src.get("type") == "hf":
+            name = str(text_src.get("name_or_path", "?"))
+            text = (name if _is_hub_id(name) else os.path.basename(os.path.normpath(name))) + f" ({text_src.get('layout', 'last_hidden_state')})"
+        else:
+            text = text_src.get("name") or text_src.get("type") or "token features only"
         return (
             f"Model `{self.model_name}`" + (f" (preset `{preset}`)" if preset else "")
             + f" · video features: {_describe_source(self.video_source)} · sentences: {text}"

@@ -18,7 +18,8 @@ dependencies; ``av`` for decoding); the Gradio version is the README's ``sdk_ver
 tested with (:data:`SPACE_GRADIO_VERSION`).
 
 A Space is refused for a checkpoint whose features have no Hugging Face extractor (C3D, I3D, SlowFast,
-EgoVLP): it could not ground an uploaded video. Every file is a deterministic function of the inputs, so
+EgoVLP): it could not ground an uploaded video; and for one whose extractor or sentence encoder is recorded
+as a local folder (or is not a Hugging Face model): the Space could not load it. Every file is a deterministic function of the inputs, so
 pushing the same Space twice makes no new commit.
 """
 
@@ -97,7 +98,9 @@ def read_model_config(model: str, revision: Optional[str] = None, token: Optiona
 
 
 def check_space_config(config: Mapping[str, Any], model_repo_id: str) -> None:
-    """A Space can only serve a checkpoint that grounds video files: ``ValueError`` otherwise."""
+    """A Space can only serve a checkpoint that grounds video files and embeds sentences with models it can
+    download: ``ValueError`` otherwise (features without a Hugging Face extractor, a sentence encoder that is
+    not a Hugging Face model, or either one recorded as a local folder)."""
     source = config.get("video_feature_source") or {}
     if source.get("type") != "hf":
         features = source.get("features") or "pre-extracted features"
@@ -106,6 +109,19 @@ def check_space_config(config: Mapping[str, Any], model_repo_id: str) -> None:
             "ground an uploaded video. Spaces are for checkpoints whose config.video_feature_source names an image "
             "model (e.g. the mad_clip and custom_clip_b32 presets)"
         )
+    text = config.get("text_feature_source") or {}
+    if text.get("type") != "hf":
+        raise ValueError(
+            f"{model_repo_id} embeds sentences with {text.get('type') or 'no sentence encoder'!r} "
+            f"(config.text_feature_source), which a Space cannot run: it needs a Hugging Face text model"
+        )
+    for key, src in (("video_feature_source", source), ("text_feature_source", text)):
+        name = src.get("name_or_path")
+        if _hub_id(name) is None:
+            raise ValueError(
+                f"{model_repo_id}: config.{key}.name_or_path is a local folder ({name!r}), which a Space cannot load; "
+                "upload that model to the Hub and record its repo id there (the features must stay the same)"
+            )
 
 
 def _models_used(model_repo_id: str, config: Mapping[str, Any]) -> List[str]:
