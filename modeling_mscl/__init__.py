@@ -14,6 +14,7 @@ from .modeling_mscl import MSCLForTemporalGrounding, MSCLOutput, MSCLPreTrainedM
 from .pipeline_mscl import TASK_NAME as _PIPELINE_TASK
 from .pipeline_mscl import MSCLGroundingPipeline
 from .processing_mscl import TimeMapping, resample_to_fixed_length
+from .video_features_mscl import clear_video_feature_cache, extract_video_features
 
 AutoConfig.register("mscl", MSCLConfig, exist_ok=True)
 AutoModel.register(MSCLConfig, MSCLForTemporalGrounding, exist_ok=True)
@@ -35,5 +36,7 @@ __all__ = [
     "MSCLPreTrainedModel",
     "PRESET_NAMES",
     "TimeMapping",
+    "clear_video_feature_cache",
+    "extract_video_features",
     "resample_to_fixed_length",
 ]

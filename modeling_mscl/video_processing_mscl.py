@@ -65,6 +65,7 @@ __all__ = [
     "import_av",
     "is_video_file_path",
     "probe_video",
+    "read_frames_at",
     "select_frames",
 ]
 
@@ -541,3 +542,48 @@ class VideoFrameSampler:
             t_next = feature_time(next_j, self.fps, self.clip_size, self.clip_stride)
         image = self._convert(frame, rotation)
         return SampledFrame(image=image, indices=range(first, next_j), time=float(start), frame_number=number), next_j, t_next
+
+
+def read_frames_at(path: str, times: Sequence[float], *, threads: int = 0) -> List[np.ndarray]:
+    """The frames on screen at ``times`` (seconds, any order), as display-rotated ``(H, W, 3)`` uint8 RGB.
+
+    One sequential pass with the same rule as the sampler (frame ``k`` is shown on ``[s_k, s_{k+1})``; a time
+    past the last frame gets the last frame). For thumbnails and checks, e.g. frames of predicted moments.
+    """
+    av = import_av()
+    path = os.fspath(path)
+    wanted = sorted((Fraction(float(t)), i) for i, t in enumerate(times))
+    out: List[Optional[np.ndarray]] = [None] * len(wanted)
+    if not wanted:
+        return []
+    sampler = VideoFrameSampler(path, 1.0, threads=threads)  # for its converter only
+    with _open(path, av) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = int(threads)
+        origin = Fraction(stream.start_time) * stream.time_base if stream.start_time is not None else None
+        held, rotation, pos = None, 0, 0
+        for frame in container.decode(stream):
+            start = Fraction(frame.pts if frame.pts is not None else 0) * (frame.time_base or stream.time_base)
+            if origin is None:
+                origin = start
+            start -= origin
+            if held is None:
+                rotation = _rotation_of(stream, frame)
+            else:
+                image = None
+                while pos < len(wanted) and wanted[pos][0] < start:
+                    if image is None:
+                        image = sampler._convert(held, rotation)
+                    out[wanted[pos][1]] = image
+                    pos += 1
+            held = frame
+            if pos == len(wanted):
+                break
+        if held is None:
+            raise VideoDecodeError(path, "contains no decodable video frame")
+        if pos < len(wanted):
+            image = sampler._convert(held, rotation)
+            for _, i in wanted[pos:]:
+                out[i] = image
+    return out  # type: ignore[return-value]

@@ -9,6 +9,7 @@ keep the scripts from rotting (arguments, worker protocol, result files, the pac
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,8 +113,26 @@ def test_fresh_process_worker(tmp_path):
     assert result["in_process"] is False and result["peak_rss_mb"] >= result["start_rss_mb"] > 0
 
 
+def test_video_extraction_quick(bench, tmp_path):
+    pytest.importorskip("av")
+    data = bench("bench_video_extraction").main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])
+    saved = _files(tmp_path, "video_extraction_quick")
+    rows = saved["results"]
+    embed = rows["decode + embed fp32 (PIL resize)"]
+    assert embed["features"] == 20 and embed["frames_decoded"] == 120 and embed["x_realtime"] > 0  # 4 s at 30 fps, 5/s
+    assert rows["decode + sample (decoder resize)"]["features"] == 20 and rows["decode only"]["frames_decoded"] == 120
+    assert saved["limits"]["clip_gflop_per_frame"] > 0 and "decode_x_realtime" in saved["limits"]
+    ffmpeg = rows["ffmpeg subprocess"]
+    assert ("skipped" in ffmpeg) == (shutil.which("ffmpeg") is None)
+    if "skipped" not in ffmpeg:
+        assert ffmpeg["features"] == 20
+    assert data["video_seconds"] == pytest.approx(4.0)
+
+
 @pytest.mark.parametrize(
-    "name", ["bench_tacos_test", "bench_long_videos", "bench_scaling", "bench_training_step", "bench_bf16_accuracy"]
+    "name",
+    ["bench_tacos_test", "bench_long_videos", "bench_scaling", "bench_training_step", "bench_bf16_accuracy",
+     "bench_video_extraction"],
 )
 def test_cuda_without_gpu_skips_cleanly(bench, name, tmp_path, monkeypatch, capsys):
     import torch

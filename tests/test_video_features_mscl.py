@@ -305,7 +305,7 @@ def test_sources_without_an_extractor(tmp_path):
 # ----------------------------------------------------------------------------------------------------
 _MEMORY_SCRIPT = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     import torch
     torch.set_num_threads(1)
     from modeling_mscl.video_features_mscl import HFImageFeatureExtractor, extract_video_features
@@ -317,7 +317,9 @@ _MEMORY_SCRIPT = textwrap.dedent(
             return int(f.read().split()[1]) * 4096 / 2**20
     start = rss()
     out = extract_video_features(sys.argv[3], ext, use_cache=False, batch_size=32)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across fork + exec
+    with open("/proc/self/status") as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
     print(json.dumps({"start_mb": start, "peak_mb": peak, "features": out.features.shape[0], "seconds": out.duration}))
     """
 )

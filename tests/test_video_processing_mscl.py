@@ -31,6 +31,7 @@ from modeling_mscl.video_processing_mscl import (  # noqa: E402
     feature_times,
     is_video_file_path,
     probe_video,
+    read_frames_at,
     select_frames,
 )
 
@@ -203,3 +204,13 @@ def test_a_sampler_is_single_use_and_checks_its_arguments(tmp_path):
         list(sampler)
     with pytest.raises(ValueError, match="fps"):
         VideoFrameSampler(str(path), 0)
+
+
+def test_read_frames_at_arbitrary_times(tmp_path):
+    ms = [0, 50, 400, 450, 1000, 1100, 1150, 1800, 1900]
+    path = write_video(tmp_path / "vfr.mkv", len(ms), times_ms=ms)
+    times = [1.5, 0.0, 0.05, 0.3999, 0.4, 1.1, 25.0]
+    assert [read_index(img) for img in read_frames_at(str(path), times)] == [6, 0, 1, 1, 2, 5, 8]
+    rotated = write_video(tmp_path / "rot.mp4", 10, size=(32, 64), rotation=-90)
+    (img,) = read_frames_at(str(rotated), [0.2])
+    assert img.shape == (64, 32, 3) and read_index(np.rot90(img, k=1)) == 6

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fractions
 import json
-import os
 import struct
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple

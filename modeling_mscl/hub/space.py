@@ -58,8 +58,8 @@ REQUIREMENTS = (
     "huggingface_hub>=1.0",
     "numpy>=1.24",
     "tqdm>=4.0",
-    "av>=12",
-    "pillow>=9",
+    "av>=15",
+    "pillow>=9.1",
 )
 
 
