@@ -234,7 +234,40 @@ def test_example_clips_are_written_once_and_show_their_events(tmp_path):
 
 
 def test_command_line_reports_a_bad_model(tmp_path, capsys):
-    from modeling_mscl.demo import main
+    from modeling_mscl.demo.cli import main
 
     assert main(["--model", str(tmp_path / "missing")]) == 2
     assert "cannot load" in capsys.readouterr().err
+    assert main(["--shapes-demo", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no shapes demo in" in err and "modeling_mscl.data.shapes_demo" in err
+
+
+def _iou(a, b):
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
+
+
+def test_shapes_demo_grounds_its_example_clips(tmp_path):
+    from modeling_mscl.demo.cli import default_shapes_demo_dir, load_shapes_demo, shapes_demo_examples
+
+    if not (default_shapes_demo_dir() / "model" / "config.json").is_file():
+        pytest.skip(f"no shapes demo in {default_shapes_demo_dir()} (notebooks/shapes_demo of the checkout)")
+    demo = GroundingDemo(load_shapes_demo(video_cache_dir=str(tmp_path / "cache")))
+    assert demo.reads_video_files
+    examples = shapes_demo_examples(str(tmp_path / "ex"))
+    assert len(examples) == 3 and all(os.path.isfile(p) for p, *_ in examples)
+    assert [os.stat(p).st_mtime_ns for p, *_ in shapes_demo_examples(str(tmp_path / "ex"))] == \
+        [os.stat(p).st_mtime_ns for p, *_ in examples]  # written once
+    hits = total = 0
+    for path, text, label, spec in examples:
+        answer = demo.ground(path, text, top_k=1)
+        assert [r["query"] for r in answer.results] == text.splitlines()
+        assert answer.duration == pytest.approx(spec["duration"], abs=0.11)
+        for result, event in zip(answer.results, spec["events"]):
+            best = result["moments"][0]
+            hits += _iou((best["start"], best["end"]), (event["start"], event["end"])) >= 0.5
+            total += 1
+    # a trained model: most of its top moments are the events the sentences describe (its card: R1@0.5 ~ 82 %)
+    print(f"top-1 moments on the events: {hits} of {total}")
+    assert total >= 9 and hits / total >= 0.6, (hits, total)

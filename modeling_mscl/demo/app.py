@@ -23,20 +23,18 @@ only third-party packages and its siblings; ``import modeling_mscl`` is tried, n
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .frames import evenly_spaced, thumbnail_uris
 from .render import SEEK_JS, answer_html, fmt_seconds, message_html
 
-__all__ = ["DemoAnswer", "DemoInputError", "GroundingDemo", "build_demo", "launch_kwargs", "load_pipeline", "main"]
+__all__ = ["DemoAnswer", "DemoInputError", "GroundingDemo", "build_demo", "launch_kwargs", "load_pipeline"]
 
 logger = logging.getLogger(__name__)
 
@@ -312,8 +310,8 @@ class GroundingDemo:
             for rank, m in enumerate((result.get("moments") or [])[: self.moment_thumbnails], start=1):
                 if len(wanted) >= self.max_thumbnails:
                     break
-                # the moment's first frame: what the player shows after a click on it
-                wanted[(qi, rank)] = round(float(m["start"]), 2)
+                # the moment's middle frame: what happens in it (its first frame is often the moment before)
+                wanted[(qi, rank)] = round(0.5 * (float(m["start"]) + float(m["end"])), 2)
         if not wanted:
             return {}
         uris = thumbnail_uris(path, sorted(set(wanted.values())), height=36)
@@ -330,16 +328,18 @@ def load_pipeline(
     video_cache_dir: Optional[str] = None,
     revision: Optional[str] = None,
     trust_remote_code: Optional[bool] = None,
+    **pipeline_kwargs,
 ):
     """The ``video-temporal-grounding`` pipeline of ``model`` (a folder or a Hub repo id).
 
     With the ``mscl`` package importable its own classes are used (``trust_remote_code`` not needed);
     otherwise — a Space, where only the checkpoint's repo brings the code — the checkpoint's remote code
-    (``trust_remote_code=True``; pass ``False`` to refuse it).
+    (``trust_remote_code=True``; pass ``False`` to refuse it). ``pipeline_kwargs`` go to the pipeline
+    (e.g. ``video_feature_source``, ``word_vectors_path``).
     """
     from transformers import pipeline
 
-    kwargs: Dict[str, Any] = {}
+    kwargs: Dict[str, Any] = dict(pipeline_kwargs)
     if video_cache_dir:
         kwargs["video_cache_dir"] = video_cache_dir
     if device:
@@ -373,7 +373,7 @@ def launch_kwargs(**overrides) -> Dict[str, Any]:
 def build_demo(
     model: Any,
     *,
-    examples: bool = True,
+    examples: Union[bool, Sequence[Tuple[str, str, str]]] = True,
     examples_dir: Optional[str] = None,
     title: str = "MSCL: find moments in a video",
     video_cache_dir: Optional[str] = None,
@@ -383,6 +383,9 @@ def build_demo(
 ):
     """The Gradio page (``gr.Blocks``) for ``model``: a folder, a Hub repo id, a pipeline or a
     :class:`GroundingDemo`. ``demo.mscl`` is the :class:`GroundingDemo` behind it.
+
+    ``examples``: ``True`` for the package's synthetic clips (:mod:`.examples`, written on first use into
+    ``examples_dir``), ``False`` for none, or ``(video path, sentences one per line, label)`` triples.
 
     Launch it with ``demo.launch(**launch_kwargs())``.
     """
@@ -398,7 +401,11 @@ def build_demo(
 
     example_rows: List[List[str]] = []
     example_labels: List[str] = []
-    if examples and logic.reads_video_files:
+    if examples is not True and examples is not False:
+        for path, text, label in examples:
+            example_rows.append([os.fspath(path), text])
+            example_labels.append(label)
+    elif examples and logic.reads_video_files:
         from .examples import ensure_example_videos
 
         for example, path in ensure_example_videos(examples_dir):
@@ -451,39 +458,3 @@ def build_demo(
     demo.mscl = logic
     demo.mscl_allowed_paths = sorted({os.path.dirname(p) for p, _ in example_rows})
     return demo
-
-
-# ----------------------------------------------------------------------------------------------------
-# command line
-# ----------------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m modeling_mscl.demo",
-        description="A local web demo: upload a video, type sentences (one per line), see the moments.",
-    )
-    p.add_argument("--model", required=True, help="checkpoint folder or Hub repo id (whose features come from video files)")
-    p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860 or the next free one)")
-    p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    p.add_argument("--device", default=None, help="torch device of the model and the extractor (default: CPU)")
-    p.add_argument("--cache-dir", default=None, help="video feature cache (default: the pipeline's, under HF_HOME)")
-    p.add_argument("--examples-dir", default=None, help="where the example clips are written (default: under HF_HOME)")
-    p.add_argument("--no-examples", dest="examples", action="store_false", help="no example clips")
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="use the checkpoint's own code even though the mscl package is installed")
-    return p
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        pipe = load_pipeline(args.model, device=args.device, video_cache_dir=args.cache_dir,
-                             trust_remote_code=args.trust_remote_code or None)
-    except (OSError, ValueError, ImportError) as err:
-        print(f"error: cannot load {args.model!r}: {err}", file=sys.stderr)
-        return 2
-    demo = build_demo(GroundingDemo(pipe, model_name=args.model), examples=args.examples, examples_dir=args.examples_dir)
-    demo.queue().launch(**launch_kwargs(server_name=args.host, server_port=args.port, share=args.share,
-                                        allowed_paths=demo.mscl_allowed_paths))
-    return 0

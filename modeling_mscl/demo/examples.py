@@ -13,6 +13,7 @@ packages (``numpy``, ``av``) and its siblings.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -177,10 +178,8 @@ def ensure_example_videos(
     Existing files are reused (a second call writes nothing). Raises ``ImportError`` with an install
     hint when PyAV is missing.
     """
-    try:
-        import av  # noqa: F401
-    except ImportError as exc:
-        raise ImportError("the demo's example videos are written with PyAV: pip install 'mscl[demo]' (or: pip install av)") from exc
+    if importlib.util.find_spec("av") is None:
+        raise ImportError("the demo's example videos are written with PyAV: pip install 'mscl[demo]' (or: pip install av)")
     root = os.path.join(os.path.abspath(folder or default_examples_dir()), f"v{EXAMPLES_VERSION}")
     os.makedirs(root, exist_ok=True)
     out = []

@@ -127,7 +127,8 @@ def answer_html(
 ) -> str:
     """The answer: ``results`` is the pipeline's output for one video (one dict per sentence, with
     ``query`` and ``moments``); ``filmstrip`` holds ``(time, image URI)`` pairs drawn above the timelines;
-    ``thumbnails[(sentence index, rank)]`` is the image of a moment (rank from 1)."""
+    ``thumbnails[(sentence index, rank)]`` is the image of a moment (rank from 1; the demo shows its middle
+    frame)."""
     thumbnails = thumbnails or {}
     duration = float(duration)
     esc = html.escape
@@ -176,7 +177,8 @@ def answer_html(
             start, end, score = fmt_seconds(m["start"]), fmt_seconds(m["end"]), fmt_score(m["score"])
             key = f"{qi + 1}-{rank + 1}"
             thumb = thumbnails.get((qi, rank + 1))
-            img = f'<img src="{thumb}" alt="frame at {start} s">' if thumb else ""
+            mid = fmt_seconds(0.5 * (float(m["start"]) + float(m["end"])))
+            img = f'<img src="{thumb}" alt="frame at {mid} s" title="{mid} s">' if thumb else ""
             first = f'<td rowspan="{len(moments)}"><span class="mscl-dot" style="background:{color}"></span>{esc(sentence)}</td>' if rank == 0 else ""
             rows.append(
                 f'<tr class="mscl-row" tabindex="0" data-key="{key}" data-query="{qi}" data-rank="{rank + 1}" data-start="{start}" '
@@ -190,7 +192,7 @@ def answer_html(
     parts.append("</div>")
     parts.append('<div class="mscl-seek-status">Click a moment (on a timeline or in the table) to play the video from its start.</div>')
     parts.append(
-        '<table class="mscl-table"><thead><tr><th>Sentence</th><th>Rank</th><th>Frame</th><th>Start (s)</th>'
+        '<table class="mscl-table"><thead><tr><th>Sentence</th><th>Rank</th><th>Middle frame</th><th>Start (s)</th>'
         "<th>End (s)</th><th>Length (s)</th><th>Score</th></tr></thead><tbody>"
     )
     parts += rows
