@@ -50,7 +50,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -308,6 +308,20 @@ class VideoDecodeResult:
         return asdict(self)
 
 
+class _CallbackProgress:
+    """The part of a tqdm bar the sampler uses, reporting ``(seconds decoded, stated duration)`` to a callable."""
+
+    def __init__(self, fn: Callable[[float, Optional[float]], Any], total: Optional[float]):
+        self.fn, self.total, self.n = fn, total, 0.0
+
+    def update(self, seconds: float) -> None:
+        self.n += seconds
+        self.fn(self.n, self.total)
+
+    def close(self) -> None:
+        pass
+
+
 class VideoFrameSampler:
     """Iterate over the frames a :class:`TimeMapping`-style sampling needs, decoding ``path`` once.
 
@@ -321,7 +335,8 @@ class VideoFrameSampler:
         allow_partial: return what decoded before damage or truncation (``result.partial``) instead of
             raising :class:`VideoDecodeError`.
         progress: show a tqdm bar over video seconds (``None``: only for files longer than 60 s when
-            stderr is a terminal).
+            stderr is a terminal); or a callable ``progress(seconds_decoded, stated_duration_or_None)``,
+            called about once per second of video (a GUI's progress bar: the web demo's).
 
     Iterating yields :class:`SampledFrame` in time order; afterwards :attr:`info` and :attr:`result`
     describe the file. A sampler can be iterated once.
@@ -337,7 +352,7 @@ class VideoFrameSampler:
         output_size: Optional[Callable[[int, int], Tuple[int, int]]] = None,
         threads: int = 0,
         allow_partial: bool = False,
-        progress: Optional[bool] = None,
+        progress: Optional[Union[bool, Callable[[float, Optional[float]], Any]]] = None,
     ):
         for name, value in (("fps", fps), ("clip_size", clip_size), ("clip_stride", clip_stride)):
             if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)) or not math.isfinite(float(value)) or value <= 0:
@@ -379,6 +394,8 @@ class VideoFrameSampler:
 
     def _progress_bar(self, info: VideoInfo):
         show = self.progress
+        if callable(show):
+            return _CallbackProgress(show, info.stated_duration)
         if show is None:
             import sys
 

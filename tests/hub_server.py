@@ -12,7 +12,8 @@ from a daemon thread, speaking enough of the Hub API for `huggingface_hub` (2.x,
   ``DELETE /branch/{name}``, ``POST /tag/{rev}``, ``DELETE /tag/{name}``, and the git-LFS batch API
   (``POST /[{type}s/]{repo}.git/info/lfs/objects/batch``, a pre-signed ``PUT`` per object, ``verify``).
 
-Model, dataset and space repos are all supported. Commits are immutable snapshots with unique 40-hex shas;
+Model, dataset and space repos are all supported (a space needs an ``sdk`` when it is created, and a commit
+that gives it a README.md without valid Space metadata — ``sdk``, a gradio ``sdk_version`` — is refused). Commits are immutable snapshots with unique 40-hex shas;
 branches (``main`` plus any created) and tags point at them. A new repo starts, like on the Hub, with one
 commit holding a ``.gitattributes`` that routes the usual binary suffixes (``*.safetensors``, ``*.parquet``,
 ``*.bin``, ...) to LFS.
@@ -75,6 +76,7 @@ __all__ = ["FakeHub", "FakeHubServer", "HubCommit", "HubError", "FAILURE_KINDS",
 DEFAULT_TOKEN = "hf_fakeMsclTestToken0123456789abcdef"
 DEFAULT_USER = "mscl-tester"
 REPO_TYPES = ("model", "dataset", "space")
+SPACE_SDKS = ("gradio", "docker", "static")  # what `huggingface_hub.constants.SPACES_SDK_TYPES` allows
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 PLURAL_TO_TYPE = {"models": "model", "datasets": "dataset", "spaces": "space"}
 FAILURE_KINDS = (
@@ -186,6 +188,7 @@ class Repo:
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     lfs_objects: dict[str, bytes] = field(default_factory=dict)  # sha256 -> content, uploaded to this repo
+    sdk: str | None = None  # spaces: the SDK chosen at creation
 
     @property
     def url_path(self) -> str:
@@ -329,11 +332,15 @@ class FakeHub:
             return commit.files[path]
 
     def create_repo(
-        self, repo_id: str, repo_type: str = "model", private: bool = False, exist_ok: bool = False
+        self, repo_id: str, repo_type: str = "model", private: bool = False, exist_ok: bool = False,
+        sdk: str | None = None,
     ) -> Repo:
-        """Create a repo directly (no HTTP); it starts with a commit holding the default ``.gitattributes``."""
+        """Create a repo directly (no HTTP); it starts with a commit holding the default ``.gitattributes``.
+        A space records its ``sdk`` (over HTTP it is required, as on the Hub)."""
         if repo_type not in REPO_TYPES:
             raise HubError(400, f"Invalid repo type {repo_type!r}")
+        if sdk is not None and (repo_type != "space" or sdk not in SPACE_SDKS):
+            raise HubError(400, f"Invalid sdk {sdk!r} for a {repo_type} repo (spaces: one of {', '.join(SPACE_SDKS)})")
         namespace, _, name = repo_id.partition("/")
         if not (_NAME_RE.match(namespace) and _NAME_RE.match(name)) or name.endswith(".git"):
             raise HubError(400, f"Invalid repo id {repo_id!r}: expected 'namespace/name' with [A-Za-z0-9._-]")
@@ -344,7 +351,7 @@ class FakeHub:
                     return self._repos[key]
                 url = self._repo_url(repo_type, repo_id)
                 raise HubError(409, "You already created this repo", headers={"X-Repo-Url": url})
-            repo = Repo(repo_type, repo_id, private, _now_iso())
+            repo = Repo(repo_type, repo_id, private, _now_iso(), sdk=sdk)
             files = {".gitattributes": Blob.make(DEFAULT_GITATTRIBUTES.encode(), lfs=False)}
             initial = self._new_commit(repo, None, files, "initial commit", "")
             repo.branches["main"] = initial.sha
@@ -511,9 +518,12 @@ class FakeHub:
         private = body.get("private")
         if private is None:
             private = body.get("visibility") == "private"
+        sdk = body.get("sdk")
+        if repo_type == "space" and sdk not in SPACE_SDKS:
+            raise HubError(400, f"A Space needs an sdk, one of {', '.join(SPACE_SDKS)} (got {sdk!r})")
         with self._lock:
             try:
-                self.create_repo(repo_id, repo_type, private=bool(private))
+                self.create_repo(repo_id, repo_type, private=bool(private), sdk=sdk if repo_type == "space" else None)
             except HubError as err:
                 if err.status == 409:  # the Hub sends the url along, `create_repo(exist_ok=True)` reads it
                     raise HubError(409, err.message, headers=err.headers) from None
@@ -581,6 +591,8 @@ class FakeHub:
                 info["cardData"] = card
         if repo.repo_type == "model":
             info["modelId"] = repo.repo_id
+        if repo.repo_type == "space":
+            info["sdk"] = (info.get("cardData") or {}).get("sdk") or repo.sdk
         return info
 
     @staticmethod
@@ -780,6 +792,8 @@ class FakeHub:
                     f"commit: {path!r} ({blob.size} bytes) must be uploaded with LFS (binary, too large,"
                     " or tracked by .gitattributes)",
                 )
+        if repo.repo_type == "space" and "README.md" in tree and tree["README.md"] is not head.files.get("README.md"):
+            self._check_space_readme(tree["README.md"].content)
         if {p: (b.lfs, b.git_oid) for p, b in tree.items()} == {p: (b.lfs, b.git_oid) for p, b in head.files.items()}:
             sha = head.sha  # nothing changed: no new commit, answer the current head
         else:
@@ -793,6 +807,22 @@ class FakeHub:
             "hookOutput": "",
             "pullRequestUrl": None,
         }
+
+    def _check_space_readme(self, content: bytes) -> None:
+        """A Space's README.md carries its configuration: YAML front matter with a known ``sdk`` (and, for
+        gradio / streamlit, an ``sdk_version``). The Hub refuses a push whose Space metadata is invalid;
+        this checks those fields only."""
+        meta = self._card_data(content)
+        if meta is None:
+            raise HubError(400, "Invalid metadata in README.md: a Space's README needs YAML front matter with its sdk")
+        sdk = meta.get("sdk")
+        if sdk not in SPACE_SDKS:
+            raise HubError(400, f"Invalid metadata in README.md: \"sdk\" must be one of {', '.join(SPACE_SDKS)} (got {sdk!r})")
+        if sdk == "gradio" and not isinstance(meta.get("sdk_version"), str):
+            raise HubError(400, "Invalid metadata in README.md: \"sdk_version\" must be a version string such as \"6.0.0\"")
+        app_file = meta.get("app_file")
+        if app_file is not None and not isinstance(app_file, str):
+            raise HubError(400, "Invalid metadata in README.md: \"app_file\" must be a path")
 
     def api_lfs_batch(self, repo: Repo, body: Any) -> dict:
         if not isinstance(body, dict) or not isinstance(body.get("objects"), list):

@@ -370,3 +370,30 @@ def test_fresh_subprocess_uses_same_server(fake_hub):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "from the fake hub"
     assert any(path.endswith("/hello.txt") for _, path, _ in fake_hub.requests)
+
+
+def test_spaces_need_an_sdk_and_valid_space_metadata(fake_hub):
+    api = HfApi(endpoint=fake_hub.endpoint, token=fake_hub.token)
+    status, _, body = _raw(fake_hub, "POST", "/api/repos/create", {"name": "demo", "organization": "org", "type": "space"})
+    assert status == 400 and b"sdk" in body and not fake_hub.repo_exists("org/demo", "space")
+    api.create_repo("org/demo", repo_type="space", space_sdk="gradio")
+    assert api.space_info("org/demo").sdk == "gradio"
+    good = b'---\nsdk: gradio\nsdk_version: "6.0.0"\napp_file: app.py\n---\n# demo\n'
+    api.create_commit("org/demo", repo_type="space", commit_message="ok",
+                      operations=[_op("README.md", good), _op("app.py", b"print(1)\n")])
+    head = fake_hub.head("org/demo", "space")
+    for bad, why in ((b"# no metadata\n", b"front matter"), (b"---\nsdk: flask\n---\n", b"sdk"),
+                     (b"---\nsdk: gradio\nsdk_version: 6.0\n---\n", b"sdk_version")):
+        with pytest.raises(HfHubHTTPError) as info:
+            api.create_commit("org/demo", repo_type="space", commit_message="bad", operations=[_op("README.md", bad)])
+        assert why in info.value.response.content
+        assert fake_hub.head("org/demo", "space") == head
+    # models are not held to the Space rules
+    api.create_repo("org/model")
+    api.create_commit("org/model", commit_message="card", operations=[_op("README.md", b"# no metadata\n")])
+
+
+def _op(path, content):
+    from huggingface_hub import CommitOperationAdd
+
+    return CommitOperationAdd(path_in_repo=path, path_or_fileobj=content)

@@ -9,6 +9,10 @@ Command line (``train_scripts/publish.py`` is a thin wrapper around :func:`main`
     python train_scripts/publish.py outputs/mscl-quickstart --repo-id ORG/mscl-quickstart --dry-run --export-dir hub/mscl-quickstart
     # a converted feature dataset (modeling_mscl.data.convert output) -> a dataset repo
     python train_scripts/publish.py --dataset data/tacos --repo-id ORG/tacos-c3d-features
+    # the checkpoint and its web demo as a Space (one commit each; see modeling_mscl.hub.space)
+    python train_scripts/publish.py outputs/mscl-mad --repo-id ORG/mscl-mad_clip --space ORG/mscl-mad_clip-demo
+    # only the Space, for a model repo published before
+    python train_scripts/publish.py --repo-id ORG/mscl-mad_clip --space ORG/mscl-mad_clip-demo
 
 What a model folder to publish looks like (what ``train_scripts/run.py`` writes; a
 ``modeling_mscl.convert_snag`` output or any ``save_pretrained`` folder works too):
@@ -641,6 +645,7 @@ def push_folder(
     allow_patterns: Optional[Sequence[str]] = None,
     delete_missing: bool = True,
     token: Optional[str] = None,
+    space_sdk: str = "gradio",
 ) -> PushResult:
     """Push every file of ``folder`` to ``repo_id`` at ``revision`` in **one commit**.
 
@@ -648,7 +653,7 @@ def push_folder(
     folder does not have are deleted in the same commit when ``delete_missing`` (``.gitattributes`` is
     kept), so the repo mirrors the folder. Unchanged files are skipped; if nothing changed, no commit is
     made. The commit names the head it builds on (``parent_commit``), so a concurrent push makes it fail
-    instead of being overwritten.
+    instead of being overwritten. A Space (``repo_type="space"``) is created with ``space_sdk``.
 
     Raises:
         ValueError: invalid repo id / revision / repo type, missing folder (before any request).
@@ -656,8 +661,8 @@ def push_folder(
     """
     validate_repo_id(repo_id)
     validate_revision(revision)
-    if repo_type not in ("model", "dataset"):
-        raise ValueError(f"repo_type must be 'model' or 'dataset', got {repo_type!r}")
+    if repo_type not in ("model", "dataset", "space"):
+        raise ValueError(f"repo_type must be 'model', 'dataset' or 'space', got {repo_type!r}")
     folder = Path(os.fspath(folder))
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder")
@@ -676,7 +681,8 @@ def push_folder(
     previous = None
     stage = "creating the repo"
     try:
-        url = str(api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))
+        extra = {"space_sdk": space_sdk} if repo_type == "space" else {}
+        url = str(api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **extra))
         if revision != "main":
             stage = f"creating branch {revision!r}"
             api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
@@ -835,7 +841,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export trained MSCL checkpoints (EMA weights, code, model card, metrics) and push them to the "
         "Hugging Face Hub in one commit each; or push a converted dataset (--dataset).",
     )
-    p.add_argument("paths", nargs="+", help="trained output folder(s) (or, with --dataset, dataset folders)")
+    p.add_argument("paths", nargs="*", help="trained output folder(s) (or, with --dataset, dataset folders); none with "
+                   "--space: only the Space, for the published model --repo-id")
     p.add_argument("--repo-id", help="target repo, 'ORG/NAME'; may contain {preset} (e.g. 'ORG/mscl-{preset}')")
     p.add_argument("--org", help="shortcut for --repo-id ORG/mscl-{preset}")
     p.add_argument("--dataset", action="store_true", help="the paths are converted dataset folders (pushed to dataset repos)")
@@ -853,6 +860,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip loading the exported folder in a fresh process before pushing")
     p.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / the cached login)")
+    p.add_argument("--space", metavar="SPACE_ID", default=None,
+                   help="also push the web demo as a Gradio Space for the model repo (ORG/NAME, may contain {preset}); "
+                   "with --dry-run the Space folder goes to <export-dir>-space")
     return p
 
 
@@ -862,6 +872,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit("error: give exactly one of --repo-id and --org")
     template = args.repo_id or f"{args.org}/mscl-{{preset}}"
     try:
+        if args.space and args.dataset:
+            raise ValueError("--space publishes the demo of a model, not of a dataset")
+        if not args.paths:
+            if not args.space or args.dataset:
+                raise ValueError("give the folder(s) to publish (or --space with the --repo-id of a published model)")
+            return _publish_space_only(args, template)
         if args.dataset:
             if len(args.paths) != 1:
                 raise ValueError("--dataset pushes one folder per call")
@@ -881,6 +897,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise ValueError(f"several folders would go to the same repo ({', '.join(repos)}); use --repo-id 'ORG/mscl-{{preset}}'")
         if args.dry_run and not args.export_dir:
             raise ValueError("--dry-run needs --export-dir")
+        spaces, configs = {}, {}
+        if args.space:
+            from .space import check_space_config
+
+            for path, repo_id in plan:
+                source = inspect_model_folder(path, args.preset)
+                configs[repo_id] = source.config.to_dict()
+                check_space_config(configs[repo_id], repo_id)  # before any upload
+                spaces[repo_id] = validate_repo_id(args.space.replace("{preset}", source.preset))
+            if len(set(spaces.values())) != len(spaces):
+                raise ValueError("several checkpoints would go to the same Space; use --space 'ORG/mscl-{preset}-demo'")
         for path, repo_id in plan:
             export_dir = None
             if args.export_dir:
@@ -895,9 +922,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f"{e.folder if res.push is None or export_dir else repo_id}: {', '.join(e.files)}")
             if res.push is not None:
                 print(_describe(res.push))
+            if args.space:
+                from .space import publish_space
+
+                space_export, space_push = publish_space(
+                    spaces[repo_id], repo_id, config=configs[repo_id],
+                    model_revision=None if args.revision == "main" else args.revision, private=args.private,
+                    dry_run=args.dry_run, export_dir=f"{os.path.normpath(export_dir)}-space" if export_dir else None,
+                    overwrite=args.overwrite, token=args.token,
+                )
+                print(f"Space for {repo_id}: {space_export.folder if space_push is None else spaces[repo_id]}: "
+                      f"{', '.join(space_export.files)}")
+                if space_push is not None:
+                    print(_describe(space_push))
     except (ValueError, PublishError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2 if isinstance(err, ValueError) else 1
+    return 0
+
+
+def _publish_space_only(args, model_repo_id: str) -> int:
+    from .space import publish_space
+
+    if "{preset}" in model_repo_id:
+        raise ValueError("--space without a folder needs the model's exact --repo-id (no {preset})")
+    if args.dry_run and not args.export_dir:
+        raise ValueError("--dry-run needs --export-dir")
+    export, push = publish_space(
+        args.space, validate_repo_id(model_repo_id), model_revision=None if args.revision == "main" else args.revision,
+        private=args.private, commit_message=args.commit_message, dry_run=args.dry_run, export_dir=args.export_dir,
+        overwrite=args.overwrite, token=args.token,
+    )
+    print(f"Space for {model_repo_id}: {export.folder if push is None else push.repo_id}: {', '.join(export.files)}")
+    if push is not None:
+        print(_describe(push))
     return 0
 
 
