@@ -304,8 +304,10 @@ class ExactPilPreprocessing:
             return None
         if any(getattr(type(processor), step, None) is not getattr(PilBackend, step, None) for step in cls._STEPS):
             return None  # a processor that changes a step does something this class does not know
-        if getattr(processor, "do_pad", False) or not (getattr(processor, "do_rescale", False) or getattr(processor, "do_normalize", False)):
+        if getattr(processor, "do_pad", False):
             return None
+        if not (getattr(processor, "do_rescale", False) or getattr(processor, "do_normalize", False)):
+            return None  # uint8 output
         size = _size_dict(getattr(processor, "size", None))
         shortest = size.get("shortest_edge")
         if any(size.get(k) for k in ("longest_edge", "max_height", "max_width")):
@@ -845,11 +847,12 @@ class _FrameBatches:
             try:
                 kind, payload = self._queue.get(timeout=0.1)
             except queue.Empty:
-                self._run_callbacks()
+                kind, payload = "wait", None
+            self._run_callbacks()
+            if kind == "wait":
                 if not self._thread.is_alive() and self._queue.empty():
                     raise RuntimeError("the video decoding thread ended without a result")
                 continue
-            self._run_callbacks()
             if kind == "batch":
                 yield payload
             elif kind == "end":
@@ -922,7 +925,7 @@ def extract_video_features(
     if pipeline:
         if callable(progress):
             sampler.progress = batches.relay(progress)
-        extractor.model  # load the weights before the decoder starts, so that the two do not compete
+        _ = extractor.model  # load the weights before the decoder starts, so that the two do not compete
         batches.start()
     chunks: List[np.ndarray] = []
     try:
