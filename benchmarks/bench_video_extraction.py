@@ -18,9 +18,10 @@ process (after a warm-up on a 2 s clip), so that its peak RSS (``VmHWM``) is its
 * ``embed only``: the model alone on preprocessed batches, fp32 and bf16 weights (no decoding).
 * ``decode + embed``: ``extract_video_features`` end to end. ``fp32`` / ``bf16`` are the package's paths
   (decode + preprocessing on a background thread, ``PREFETCH_BATCHES`` batches ahead of the model; bf16 =
-  ``dtype_mode: weights``); ``previous`` rows are the path before this version for comparison (one thread,
-  the image processor itself, bf16 by autocast); ``1 torch thread`` rows leave the other cores to the decoder
-  thread (``torch.set_num_threads(cores - 1)``); ``decoder resize`` is the fastest configuration.
+  ``dtype_mode: weights``; torch's threads on one core fewer than the machine has, ``model_threads="auto"``,
+  so that the decoder thread has a core); ``previous`` rows are the path before this version for comparison
+  (one thread, the image processor itself, bf16 by autocast); ``torch threads on every core`` rows keep
+  torch's own setting (``model_threads=None``); ``decoder resize`` is the fastest configuration.
 
 Limits, measured in the same run: the decoder's sequential rate (row 1); the model at the machine's GEMM
 rate, measured at CLIP's MLP shape (``1600×768 @ 768×3072``), times CLIP's FLOPs per frame (counted with
@@ -49,7 +50,8 @@ import _common as C  # noqa: E402
 
 FEATURES_PER_SECOND = 5.0
 PREVIOUS = "previous path: sequential, image processor"
-# row -> what it runs; "threads": "cores-1" leaves one core to the decoder thread
+ALL_CORES = "torch threads on every core"
+# row -> what it runs
 ROWS = {
     "decode only": {"kind": "decode"},
     "decode + sample (PIL resize)": {"kind": "sample", "resize": "image_processor"},
@@ -60,12 +62,12 @@ ROWS = {
     f"decode + embed fp32 (PIL resize), {PREVIOUS}": {"kind": "extract", "dtype": "float32", "pipeline": False,
                                                       "fast_preprocessing": False},
     "decode + embed fp32 (PIL resize)": {"kind": "extract", "dtype": "float32"},
-    "decode + embed fp32 (PIL resize), 1 torch thread": {"kind": "extract", "dtype": "float32", "threads": "cores-1"},
+    f"decode + embed fp32 (PIL resize), {ALL_CORES}": {"kind": "extract", "dtype": "float32", "model_threads": None},
     f"decode + embed bf16 autocast (PIL resize), {PREVIOUS}": {"kind": "extract", "dtype": "bfloat16",
                                                                "dtype_mode": "autocast", "pipeline": False,
                                                                "fast_preprocessing": False},
     "decode + embed bf16 (PIL resize)": {"kind": "extract", "dtype": "bfloat16"},
-    "decode + embed bf16 (PIL resize), 1 torch thread": {"kind": "extract", "dtype": "bfloat16", "threads": "cores-1"},
+    f"decode + embed bf16 (PIL resize), {ALL_CORES}": {"kind": "extract", "dtype": "bfloat16", "model_threads": None},
     "decode + embed bf16 (decoder resize)": {"kind": "extract", "dtype": "bfloat16", "resize": "decoder"},
 }
 # the model's largest GEMM (fc1 of a ViT-B layer on a batch of 32 frames x 50 tokens)
@@ -134,13 +136,6 @@ def source(clip: str, resize: str = "image_processor", dtype: str = "float32", d
 # ----------------------------------------------------------------------------------------------------
 # one measurement (fresh process)
 # ----------------------------------------------------------------------------------------------------
-def row_threads(spec: dict) -> int | None:
-    """torch threads a row asks for (``None``: the process's setting)."""
-    if spec.get("threads") == "cores-1":
-        return max(1, (os.cpu_count() or 1) - 1)
-    return None
-
-
 def worker(args):
     import torch
 
@@ -150,8 +145,6 @@ def worker(args):
     kind = spec["kind"]
     if kind == "ffmpeg":
         return C.finish_worker(ffmpeg_row(args), C.current_rss_mb())
-    if row_threads(spec):
-        torch.set_num_threads(row_threads(spec))
     from modeling_mscl.video_features_mscl import HFImageFeatureExtractor, extract_video_features
     from modeling_mscl.video_processing_mscl import VideoFrameSampler, import_av
 
@@ -159,6 +152,14 @@ def worker(args):
                                          spec.get("dtype_mode", "weights")), device=args.device)
     if spec.get("fast_preprocessing") is False:
         ext._fast = None  # the image processor itself, as before the exact fast path
+    model_threads = set()
+    embed = ext.embed
+
+    def recording_embed(pixel_values):
+        model_threads.add(torch.get_num_threads())  # what the model ran with (extract_video_features may set it)
+        return embed(pixel_values)
+
+    ext.embed = recording_embed
 
     def run(video, warmup=False):
         if kind == "decode":
@@ -184,7 +185,7 @@ def worker(args):
                 ext.embed(pixel_values)
             return {"features": batches * args.batch_size}
         out = extract_video_features(video, ext, use_cache=False, batch_size=args.batch_size,
-                                     pipeline=spec.get("pipeline", True))
+                                     pipeline=spec.get("pipeline", True), model_threads=spec.get("model_threads", "auto"))
         return {"features": int(out.features.shape[0]), "frames_decoded": out.frames_decoded,
                 "fast_preprocessing": ext.fast_preprocessing}
 
@@ -197,7 +198,7 @@ def worker(args):
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     if kind == "embed":  # video seconds these frames stand for
         info["video_seconds"] = info["features"] / FEATURES_PER_SECOND
-    return C.finish_worker({"row": row, "wall_s": wall, "cpu_s": cpu, **info, "threads": torch.get_num_threads()}, start_rss)
+    return C.finish_worker({"row": row, "wall_s": wall, "cpu_s": cpu, **info, "model_threads": sorted(model_threads)}, start_rss)
 
 
 def ffmpeg_row(args) -> dict:
@@ -376,8 +377,8 @@ def main(argv=None):
                 results[row] = {"skipped": "no ffmpeg binary on this machine (PATH); install it to compare"}
                 print(f"[{row}] skipped: no ffmpeg binary", flush=True)
                 continue
-            if spec.get("threads") and (device != "cpu" or cores < 2):
-                results[row] = {"skipped": "needs a CPU run on 2 or more cores"}
+            if "model_threads" in spec and (device != "cpu" or cores < 2):
+                results[row] = {"skipped": "the same as the row above (GPU, or a single core)"}
                 print(f"[{row}] skipped: {results[row]['skipped']}", flush=True)
                 continue
             wargs = ["--row", row, "--clip", clip, "--video", video, "--warmup-video", warmup, "--device", device,
@@ -389,8 +390,6 @@ def main(argv=None):
                 wargs += ["--threads", str(args.threads)]
             print(f"[{row}] ...", flush=True)
             r = C.run_worker(os.path.abspath(__file__), wargs, main if args.in_process else None)
-            if args.in_process and args.threads:
-                torch.set_num_threads(args.threads)  # a row's own thread setting must not leak into the next
             video_s = r.get("video_seconds", duration)
             r["x_realtime"] = video_s / r["wall_s"]
             r["cpu_per_video_s"] = r["cpu_s"] / video_s

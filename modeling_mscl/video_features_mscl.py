@@ -867,6 +867,28 @@ class _FrameBatches:
             self._thread = None
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def _model_threads(setting: Any, pipeline: bool, device: torch.device) -> Optional[int]:
+    """torch threads to set for the extraction (``None``: leave the current setting)."""
+    if setting is None or device.type != "cpu":
+        return None
+    if setting == "auto":
+        if not pipeline:
+            return None
+        current = torch.get_num_threads()
+        n = min(current, max(1, _usable_cores() - 1))
+        return n if n != current else None
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ValueError(f"model_threads must be 'auto', None or a positive integer, got {setting!r}")
+    return setting
+
+
 def extract_video_features(
     path: str,
     extractor: Any,
@@ -879,6 +901,7 @@ def extract_video_features(
     threads: int = 0,
     device: Optional[torch.device] = None,
     pipeline: bool = True,
+    model_threads: Optional[Any] = "auto",
 ) -> VideoFeatures:
     """Decode ``path``, sample one frame per stored feature, embed, and cache the result.
 
@@ -895,6 +918,11 @@ def extract_video_features(
         pipeline: decode and preprocess on a background thread, ``PREFETCH_BATCHES`` batches ahead of the
             model (default); ``False``: one after the other in the calling thread. The features are
             identical either way.
+        model_threads: torch's intra-op threads while the model runs on the CPU beside the decoder thread.
+            ``"auto"`` (default): one core fewer than this process may use (at least 1, never more than
+            the current setting), so that the decoder thread has a core of its own instead of preempting a
+            thread of every GEMM (libgomp's spinning threads wait for the preempted one); the setting is
+            restored afterwards. ``None``: leave ``torch.get_num_threads()``; an int: that many.
 
     Raises:
         VideoDecodeError (a ``ValueError``): missing, unreadable, empty, damaged or truncated file.
@@ -907,6 +935,7 @@ def extract_video_features(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not isinstance(extractor, HFImageFeatureExtractor):
         extractor = build_video_extractor(extractor, int((extractor or {}).get("dim") or 0), device=device)
+    torch_threads = _model_threads(model_threads, pipeline, extractor.device)
     sampling = extractor.sampling
     cache = VideoFeatureCache(cache_dir) if use_cache else None
     key = None
@@ -928,12 +957,17 @@ def extract_video_features(
         _ = extractor.model  # load the weights before the decoder starts, so that the two do not compete
         batches.start()
     chunks: List[np.ndarray] = []
+    threads_before = torch.get_num_threads()
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
     try:
         for pixel_values, counts in batches:
             emb = extractor.embed(pixel_values).numpy()  # (n, D)
             chunks.append(np.repeat(emb, counts, axis=0) if any(c != 1 for c in counts) else emb)
     finally:
         batches.close()
+        if torch_threads is not None:
+            torch.set_num_threads(threads_before)
     res = sampler.result
     if not chunks:
         raise VideoDecodeError(path, f"is too short for one feature at {sampling['fps']:g} features per second")

@@ -588,3 +588,39 @@ def test_bf16_weights_are_close_to_fp32_and_keyed(clip_dir, videos, tmp_path, co
     assert len(count_decodes) == 3
     with pytest.raises(ValueError, match="dtype_mode"):
         normalize_video_feature_source(clip_source(clip_dir, dtype_mode="half"))
+
+
+def test_model_threads_leave_a_core_to_the_decoder_thread_and_are_restored(clip_dir, videos, monkeypatch):
+    import modeling_mscl.video_features_mscl as vf
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(vf, "_usable_cores", lambda: 4)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert vf._model_threads("auto", True, cpu) == 3
+    assert vf._model_threads("auto", False, cpu) is None  # sequential: no decoder thread beside the model
+    assert vf._model_threads("auto", True, cuda) is None and vf._model_threads(None, True, cpu) is None
+    assert vf._model_threads(2, True, cpu) == 2
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert vf._model_threads("auto", True, cpu) is None  # already below cores - 1: never raised
+    monkeypatch.setattr(vf, "_usable_cores", lambda: 1)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert vf._model_threads("auto", True, cpu) is None  # at least one
+    for bad in (0, -1, True, "all"):
+        with pytest.raises(ValueError, match="model_threads"):
+            vf._model_threads(bad, True, cpu)
+    monkeypatch.undo()
+
+    # in use: the model runs with the chosen count, and the caller's setting is back afterwards, also after an error
+    before = torch.get_num_threads()
+    ext = HFImageFeatureExtractor(clip_source(clip_dir))
+    seen = []
+    real = ext.embed
+    monkeypatch.setattr(ext, "embed", lambda pv: (seen.append(torch.get_num_threads()), real(pv))[1])
+    extract_video_features(str(videos["cfr"]), ext, use_cache=False, model_threads=2)
+    assert set(seen) == {2} and torch.get_num_threads() == before
+    monkeypatch.setattr(ext, "embed", lambda pv: (_ for _ in ()).throw(RuntimeError("model failed")))
+    with pytest.raises(RuntimeError, match="model failed"):
+        extract_video_features(str(videos["cfr"]), ext, use_cache=False, model_threads=2)
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="model_threads"):
+        extract_video_features(str(videos["cfr"]), ext, use_cache=False, model_threads=0)
