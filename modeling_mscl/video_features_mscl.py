@@ -16,6 +16,7 @@ A checkpoint records how its video features were made in ``config.video_feature_
       "image_processor_backend": "pil",                  # transformers image-processor backend
       "resize": "image_processor",                       # or "decoder" (see below)
       "dtype": "float32",                                # precision of the extractor ("float32", "bfloat16")
+      "dtype_mode": "weights",                           # bf16/fp16: cast the weights, or "autocast"
       "sampling": {"fps": 5.0, "clip_size": 1, "clip_stride": 1},
       "dim": 512,
       "note": "free text"
@@ -48,7 +49,10 @@ A checkpoint records how its video features were made in ``config.video_feature_
   an error that names the features it needs and how to produce them.
 
 Frames are decoded, sampled, preprocessed and embedded as they arrive, ``batch_size`` at a time, so memory
-does not grow with the video's length (only the ``(T, D)`` result does).
+does not grow with the video's length (only the ``(T, D)`` result does). Decoding and preprocessing run on a
+background thread a bounded number of batches ahead of the model (:class:`_FrameBatches`; the same batches
+in the same order as one thread would make, so the same features); the standard PIL preprocessing of CLIP /
+SigLIP processors goes through :class:`ExactPilPreprocessing` (bit-identical, several times cheaper).
 
 Cache: features of a file are stored under ``<HF_HOME>/mscl/video_features/`` (override with
 ``$MSCL_VIDEO_FEATURES_CACHE`` or ``cache_dir=``), one ``<key>.npz`` per (file, extractor, sampling). The key
