@@ -4,10 +4,10 @@
 Plain Python on purpose (no pytest-benchmark, no asv): every script is runnable as
 ``python benchmarks/<script>.py`` and writes ``benchmarks/results/<name>.json`` and ``<name>.md``.
 
-Peak memory is the peak resident set size (``ru_maxrss``) of a *fresh* worker process that runs one
-measurement and nothing else, so numbers do not leak from one configuration into the next. The worker
-reports its own ``RUSAGE_SELF`` peak (Linux: KiB) next to the RSS it had right after importing torch
-and building the model, so "peak" and "peak above the start" can both be read off.
+Peak memory is the peak resident set size of a *fresh* worker process that runs one measurement and
+nothing else, so numbers do not leak from one configuration into the next. The worker reports its own
+peak (:func:`peak_rss_mb`: ``VmHWM`` on Linux) next to the RSS it had right after importing torch and
+building the model, so "peak" and "peak above the start" can both be read off.
 """
 
 from __future__ import annotations
@@ -116,7 +116,21 @@ def summarize(times: Sequence[float]) -> Dict[str, Any]:
 
 
 def peak_rss_mb() -> float:
-    """Peak RSS of this process so far, in MiB (Linux reports ``ru_maxrss`` in KiB, macOS in bytes)."""
+    """Peak RSS of this process so far, in MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of this process's own address space.
+    Not ``ru_maxrss``: across fork + exec Linux carries the parent's peak into the child's ``ru_maxrss``
+    (and so into the parent's ``RUSAGE_CHILDREN``), so a small worker started by a large parent would
+    report the parent's size. Elsewhere ``ru_maxrss`` (KiB; bytes on macOS), which has no such carry-over
+    on macOS / BSD.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024.0 / 1024.0 if sys.platform == "darwin" else peak / 1024.0
 

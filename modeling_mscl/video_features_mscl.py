@@ -16,6 +16,7 @@ A checkpoint records how its video features were made in ``config.video_feature_
       "image_processor_backend": "pil",                  # transformers image-processor backend
       "resize": "image_processor",                       # or "decoder" (see below)
       "dtype": "float32",                                # precision of the extractor ("float32", "bfloat16")
+      "dtype_mode": "weights",                           # bf16/fp16: cast the weights, or "autocast"
       "sampling": {"fps": 5.0, "clip_size": 1, "clip_stride": 1},
       "dim": 512,
       "note": "free text"
@@ -48,7 +49,10 @@ A checkpoint records how its video features were made in ``config.video_feature_
   an error that names the features it needs and how to produce them.
 
 Frames are decoded, sampled, preprocessed and embedded as they arrive, ``batch_size`` at a time, so memory
-does not grow with the video's length (only the ``(T, D)`` result does).
+does not grow with the video's length (only the ``(T, D)`` result does). Decoding and preprocessing run on a
+background thread a bounded number of batches ahead of the model (:class:`_FrameBatches`; the same batches
+in the same order as one thread would make, so the same features); the standard PIL preprocessing of CLIP /
+SigLIP processors goes through :class:`ExactPilPreprocessing` (bit-identical, several times cheaper).
 
 Cache: features of a file are stored under ``<HF_HOME>/mscl/video_features/`` (override with
 ``$MSCL_VIDEO_FEATURES_CACHE`` or ``cache_dir=``), one ``<key>.npz`` per (file, extractor, sampling). The key
@@ -64,16 +68,20 @@ This file travels with checkpoints (``trust_remote_code``), so it imports only i
 
 from __future__ import annotations
 
+import collections
 import glob
 import hashlib
 import io
 import json
+import logging
 import math
 import os
+import queue
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -82,6 +90,7 @@ from .video_processing_mscl import VideoDecodeError, VideoFrameSampler
 
 __all__ = [
     "CACHE_ENV",
+    "ExactPilPreprocessing",
     "HFImageFeatureExtractor",
     "NoVideoExtractorError",
     "OUTPUTS",
@@ -99,11 +108,19 @@ __all__ = [
 OUTPUTS = ("image_embeds", "pooler_output", "image_features", "cls_token", "mean_tokens")
 RESIZE_MODES = ("image_processor", "decoder")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# how a reduced-precision dtype is applied: "weights" (the model's weights and inputs in that dtype, every op
+# runs in it: fast on AMX / AVX-512-BF16 CPUs and GPUs) or "autocast" (fp32 weights, torch.autocast casts
+# the matmuls' inputs per op; the other ops stay fp32)
+DTYPE_MODES = ("weights", "autocast")
 CACHE_ENV = "MSCL_VIDEO_FEATURES_CACHE"
 # bump when the decoding / sampling / embedding semantics change: old cache entries stop matching
 FEATURE_CODE_VERSION = 1
 DEFAULT_BATCH_SIZE = 32
+# batches decoded and preprocessed ahead of the model (the background thread's bounded queue)
+PREFETCH_BATCHES = 2
 _HEAD_TAIL_BYTES = 1 << 20
+
+logger = logging.getLogger(__name__)
 
 
 class NoVideoExtractorError(ValueError):
@@ -140,6 +157,7 @@ def normalize_video_feature_source(source: Optional[Mapping[str, Any]]) -> Dict[
     src.setdefault("image_processor_backend", "pil")
     src.setdefault("resize", "image_processor")
     src.setdefault("dtype", "float32")
+    src.setdefault("dtype_mode", "weights")
     if src["output"] not in OUTPUTS:
         raise ValueError(f"video_feature_source.output must be one of {OUTPUTS}, got {src['output']!r}")
     if src["normalize"] not in (None, "l2"):
@@ -148,6 +166,8 @@ def normalize_video_feature_source(source: Optional[Mapping[str, Any]]) -> Dict[
         raise ValueError(f"video_feature_source.resize must be one of {RESIZE_MODES}, got {src['resize']!r}")
     if src["dtype"] not in DTYPES:
         raise ValueError(f"video_feature_source.dtype must be one of {tuple(DTYPES)}, got {src['dtype']!r}")
+    if src["dtype_mode"] not in DTYPE_MODES:
+        raise ValueError(f"video_feature_source.dtype_mode must be one of {DTYPE_MODES}, got {src['dtype_mode']!r}")
     sampling = src.get("sampling")
     if not isinstance(sampling, Mapping) or "fps" not in sampling:
         raise ValueError("video_feature_source of type 'hf' needs 'sampling': {'fps': F, 'clip_size': 1, 'clip_stride': 1}")
@@ -247,15 +267,136 @@ def _resolved_revision(name_or_path: str, revision: Optional[str]) -> str:
     return f"commit:{commit}" if commit else f"revision:{revision or 'main'}"
 
 
+class ExactPilPreprocessing:
+    """A transformers PIL-backend image processor's standard pipeline, bit for bit, for uint8 RGB frames.
+
+    transformers' PIL backend (``CLIPImageProcessorPil``, ``SiglipImageProcessorPil``, ...) turns an
+    ``(H, W, 3)`` uint8 frame into pixel values by: copying it into a PIL image, PIL resize (the processor's
+    ``resample``, e.g. bicubic) to a shortest edge or a fixed size, back to numpy, centre crop (integer
+    offsets), rescale in float64 and cast to float32, and ``(x - mean) / std`` in float32, in Python-level
+    steps that allocate a float64 and several float32 copies of the image. This class does the same PIL
+    resize and crop, and replaces rescale + normalise — elementwise functions of a pixel's uint8 value and
+    its channel — by a ``(3, 256)`` lookup table computed **by the processor's own** ``rescale`` and
+    ``normalize`` on the 256 possible values. The result is identical by construction (same PIL call, same
+    crop offsets, the processor's arithmetic on every value); :class:`HFImageFeatureExtractor` also checks
+    it against the processor on its first frame.
+
+    :meth:`from_processor` returns ``None`` for anything else (another backend, overridden steps, padding,
+    ``longest_edge`` / ``max_height`` sizes, no normalisation), which then goes through the processor.
+    """
+
+    _STEPS = ("_preprocess", "resize", "center_crop", "rescale", "normalize", "pad", "process_image", "convert_to_rgb")
+
+    def __init__(self, processor, lut: np.ndarray):
+        self.processor = processor
+        self.lut = lut  # (3, 256) float32: pixel value of channel c, uint8 value v
+        self.resample = int(processor.resample)
+        size = _size_dict(processor.size)
+        self.shortest_edge = size.get("shortest_edge")
+        self.fixed_size = (int(size["height"]), int(size["width"])) if not self.shortest_edge else None
+        crop = _size_dict(getattr(processor, "crop_size", None)) if getattr(processor, "do_center_crop", False) else {}
+        self.crop = (int(crop["height"]), int(crop["width"])) if crop else None
+        self.do_resize = bool(getattr(processor, "do_resize", True))
+
+    @classmethod
+    def from_processor(cls, processor) -> Optional["ExactPilPreprocessing"]:
+        try:
+            from transformers.image_processing_backends import PilBackend
+        except ImportError:  # another transformers layout: use the processor
+            return None
+        if not isinstance(processor, PilBackend):
+            return None
+        if any(getattr(type(processor), step, None) is not getattr(PilBackend, step, None) for step in cls._STEPS):
+            return None  # a processor that changes a step does something this class does not know
+        if getattr(processor, "do_pad", False):
+            return None
+        if not (getattr(processor, "do_rescale", False) or getattr(processor, "do_normalize", False)):
+            return None  # uint8 output
+        size = _size_dict(getattr(processor, "size", None))
+        shortest = size.get("shortest_edge")
+        if any(size.get(k) for k in ("longest_edge", "max_height", "max_width")):
+            return None
+        if not shortest and not (size.get("height") and size.get("width")):
+            return None
+        if getattr(processor, "do_center_crop", False):
+            crop = _size_dict(getattr(processor, "crop_size", None))
+            if not (crop.get("height") and crop.get("width")):
+                return None
+        resample = getattr(processor, "resample", None)
+        if isinstance(resample, bool) or not isinstance(resample, int):
+            return None
+        # the lookup table: a (2, 256, 3) uint8 image whose row holds every value in every channel, through the
+        # processor's own rescale and normalise (channels-last input; two rows so that the channel axis is
+        # inferred as the last one)
+        values = np.broadcast_to(np.arange(256, dtype=np.uint8)[None, :, None], (2, 256, 3)).copy()
+        try:
+            out = processor(images=[values], do_resize=False, do_center_crop=False, return_tensors="np")["pixel_values"][0]
+        except Exception:  # pragma: no cover - a processor that refuses this input: use it as it is
+            return None
+        out = np.asarray(out)
+        if out.shape != (3, 2, 256) or out.dtype != np.float32:
+            return None
+        return cls(processor, np.ascontiguousarray(out[:, 0, :]))
+
+    def _resize_size(self, height: int, width: int) -> Tuple[int, int]:
+        if self.fixed_size is not None:
+            return self.fixed_size
+        # transformers' get_resize_output_image_size(size=shortest_edge, default_to_square=False)
+        s = int(self.shortest_edge)
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = s, int(s * long / short)
+        return (new_long, new_short) if width <= height else (new_short, new_long)
+
+    def __call__(self, image: np.ndarray, do_resize: bool = True) -> Optional[np.ndarray]:
+        """``(H, W, 3)`` uint8 → ``(3, h, w)`` float32; ``None`` for an input the processor handles differently."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.shape[0] in (1, 3, 4):
+            return None  # the processor would guess another channel layout for an image 1, 3 or 4 pixels high
+        if do_resize and self.do_resize:
+            from PIL import Image
+
+            h, w = self._resize_size(image.shape[0], image.shape[1])
+            pil = Image.fromarray(np.ascontiguousarray(image))
+            image = np.asarray(pil.resize((w, h), resample=self.resample, reducing_gap=None))
+        if self.crop is not None:
+            ch, cw = self.crop
+            top, left = (image.shape[0] - ch) // 2, (image.shape[1] - cw) // 2
+            if top < 0 or left < 0:
+                return None  # the processor pads images smaller than the crop
+            image = image[top:top + ch, left:left + cw]
+        out = np.empty((3,) + image.shape[:2], np.float32)
+        for c in range(3):
+            np.take(self.lut[c], image[:, :, c], out=out[c])
+        return out
+
+
+def _size_dict(size: Any) -> Dict[str, Any]:
+    if not size:
+        return {}
+    if isinstance(size, Mapping):
+        return {k: v for k, v in size.items() if v is not None}
+    return {k: getattr(size, k) for k in ("shortest_edge", "longest_edge", "height", "width", "max_height", "max_width")
+            if getattr(size, k, None) is not None}
+
+
 class HFImageFeatureExtractor:
     """Frames → features with the Hugging Face image model a ``video_feature_source`` dict describes.
 
     The image processor is loaded at construction (cheap: a JSON file), the model on first use, so a
     cache hit never loads the weights. ``device`` is where the model runs; ``dtype`` overrides the
-    source's precision (``"bfloat16"`` runs under autocast).
+    source's precision and ``dtype_mode`` how a reduced precision is applied (``"weights"``, default: the
+    model is cast to ``dtype``, so every op runs in it — on CPUs with AMX / AVX-512-BF16 and on GPUs the
+    fast path; ``"autocast"``: fp32 weights under ``torch.autocast``). Both are part of the cache key.
+
+    Preprocessing: frames go through the checkpoint's image processor, or — for the PIL backend's standard
+    resize / centre-crop / rescale / normalise pipeline (CLIP, SigLIP, ...) — through
+    :class:`ExactPilPreprocessing`, the same PIL resize followed by a per-channel lookup table built with the
+    processor's own rescale and normalise, which gives bit-identical pixel values at a fraction of the cost.
+    The first frame an extractor preprocesses is checked against the processor; a mismatch (e.g. another
+    transformers version) switches the fast path off with a warning.
     """
 
-    def __init__(self, source: Mapping[str, Any], *, device: Optional[torch.device] = None, dtype: Optional[str] = None):
+    def __init__(self, source: Mapping[str, Any], *, device: Optional[torch.device] = None, dtype: Optional[str] = None,
+                 dtype_mode: Optional[str] = None):
         self.source = normalize_video_feature_source(source)
         if self.source["type"] != "hf":
             raise NoVideoExtractorError(describe_missing_extractor(self.source, int(self.source.get("dim") or 0)))
@@ -263,6 +404,10 @@ class HFImageFeatureExtractor:
             if dtype not in DTYPES:
                 raise ValueError(f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
             self.source["dtype"] = dtype
+        if dtype_mode is not None:
+            if dtype_mode not in DTYPE_MODES:
+                raise ValueError(f"dtype_mode must be one of {DTYPE_MODES}, got {dtype_mode!r}")
+            self.source["dtype_mode"] = dtype_mode
         from transformers import AutoImageProcessor
 
         kwargs: Dict[str, Any] = {}
@@ -278,6 +423,8 @@ class HFImageFeatureExtractor:
         self._revision = _resolved_revision(name, self.source["revision"])
         if self.source["resize"] == "decoder":
             self._decoder_size_rule()  # fail early on a processor whose resize cannot move into the decoder
+        self._fast = ExactPilPreprocessing.from_processor(self.processor)
+        self._fast_verified = False
 
     # -------------------------------------------------------------------------------------------------
     @property
@@ -298,6 +445,8 @@ class HFImageFeatureExtractor:
             "resize": s["resize"],
             "image_processor_backend": s["image_processor_backend"],
             "image_processor": _jsonable(self.processor.to_dict()),
+            # only for reduced precision, so that the keys of fp32 features are those of earlier versions
+            **({"dtype_mode": s["dtype_mode"]} if s["dtype"] != "float32" else {}),
         }
 
     @property
@@ -340,6 +489,8 @@ class HFImageFeatureExtractor:
                     kwargs["config"] = sub
             model = cls.from_pretrained(s["name_or_path"], **kwargs)
         model.eval().to(self.device)
+        if s["dtype"] != "float32" and s["dtype_mode"] == "weights":
+            model.to(DTYPES[s["dtype"]])
         if s["output"] == "image_embeds" and not hasattr(model, "visual_projection") and "WithProjection" not in type(model).__name__:
             raise ValueError(f"output 'image_embeds' needs a model with a projection (e.g. CLIPVisionModelWithProjection), not {type(model).__name__}")
         return model
@@ -373,20 +524,48 @@ class HFImageFeatureExtractor:
             return None
         return self._decoder_size_rule()
 
-    def preprocess(self, images: List[np.ndarray]) -> torch.Tensor:
-        """``(H, W, 3)`` uint8 RGB frames → ``(N, 3, h, w)`` pixel values from the checkpoint's processor."""
-        kwargs: Dict[str, Any] = {"return_tensors": "pt"}
-        if self.decoder_output_size is not None:
+    @property
+    def fast_preprocessing(self) -> bool:
+        """Whether frames go through :class:`ExactPilPreprocessing` (``False``: the image processor itself)."""
+        return self._fast is not None
+
+    def preprocess_frame(self, image: np.ndarray) -> np.ndarray:
+        """One ``(H, W, 3)`` uint8 RGB frame → its ``(3, h, w)`` float32 pixel values (the processor's output)."""
+        do_resize = self.decoder_output_size is None  # else the decoder already resized it
+        if self._fast is not None:
+            out = self._fast(image, do_resize=do_resize)
+            if out is not None:
+                if not self._fast_verified:
+                    # prove the shortcut on this extractor's first frame: bit-identical to the processor, or off
+                    ref = self._processor_frame(image, do_resize)
+                    self._fast_verified = True
+                    if out.shape != ref.shape or not np.array_equal(out, ref):
+                        logger.warning(
+                            "the fast PIL preprocessing of %s differs from its image processor (%s); using the "
+                            "processor", self.source["name_or_path"], type(self.processor).__name__)
+                        self._fast = None
+                        return ref
+                return out
+        return self._processor_frame(image, do_resize)
+
+    def _processor_frame(self, image: np.ndarray, do_resize: bool) -> np.ndarray:
+        kwargs: Dict[str, Any] = {"return_tensors": "np"}
+        if not do_resize:
             kwargs["do_resize"] = False  # already at the processor's resize size
-        return self.processor(images=list(images), **kwargs)["pixel_values"]
+        return np.asarray(self.processor(images=[image], **kwargs)["pixel_values"][0])
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """``(H, W, 3)`` uint8 RGB frames → ``(N, 3, h, w)`` pixel values, as the checkpoint's processor makes them."""
+        return torch.from_numpy(np.stack([self.preprocess_frame(image) for image in images]))
 
     @torch.no_grad()
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``(N, 3, h, w)`` → ``(N, D)`` float32 features on the CPU."""
         model = self.model
         dtype = DTYPES[self.source["dtype"]]
-        pv = pixel_values.to(self.device, torch.float32)
-        autocast = torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32)
+        weights = dtype != torch.float32 and self.source["dtype_mode"] == "weights"
+        pv = pixel_values.to(self.device, dtype if weights else torch.float32, non_blocking=True)
+        autocast = torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32 and not weights)
         with autocast:
             out_name = self.source["output"]
             if out_name == "image_features":
@@ -401,7 +580,7 @@ class HFImageFeatureExtractor:
                 elif out_name == "cls_token":
                     feats = out.last_hidden_state[:, 0]
                 else:
-                    feats = out.last_hidden_state.mean(dim=1)
+                    feats = out.last_hidden_state.float().mean(dim=1)
         feats = feats.float()
         if self.source["normalize"] == "l2":
             feats = torch.nn.functional.normalize(feats, dim=-1)
@@ -584,6 +763,136 @@ def clear_video_feature_cache(cache_dir: Optional[str] = None) -> Tuple[int, int
 # ----------------------------------------------------------------------------------------------------
 # file → features
 # ----------------------------------------------------------------------------------------------------
+class _FrameBatches:
+    """``(pixel_values (n, 3, h, w) float32, features per frame)`` batches of a sampler, in time order.
+
+    ``iterate()`` does the work in the calling thread. ``start()`` moves it to a background thread that
+    decodes, converts, resizes and normalises the next batches while the caller embeds the current one, and
+    hands them over through a queue of at most ``depth`` batches (memory stays flat however long the video:
+    the producer blocks when it is ``depth`` batches ahead). The thread's work (FFmpeg decoding and
+    ``swscale``, PIL resize, numpy) releases the GIL, so it runs beside the model on another core; on a GPU
+    it keeps the device fed. Batches are the same, in the same order, as ``iterate()``'s, so the features
+    are identical. An exception in the thread (a damaged file, a processor error) is raised again in the
+    caller, unchanged; :meth:`close` (also on the caller's errors) stops the thread and closes the file.
+    """
+
+    def __init__(self, sampler: VideoFrameSampler, preprocess: Callable[[np.ndarray], np.ndarray], batch_size: int,
+                 *, pin_memory: bool = False, depth: int = PREFETCH_BATCHES):
+        self.sampler, self.preprocess, self.batch_size = sampler, preprocess, batch_size
+        self.pin_memory, self.depth = pin_memory, max(1, int(depth))
+        self._stop = threading.Event()
+        self._queue: Optional[queue.Queue] = None
+        self._thread: Optional[threading.Thread] = None
+        self._callbacks: "collections.deque[Tuple[Callable, tuple]]" = collections.deque()
+
+    def iterate(self) -> Iterator[Tuple[torch.Tensor, List[int]]]:
+        pending: List[np.ndarray] = []
+        counts: List[int] = []
+        frames = iter(self.sampler)
+        try:
+            for frame in frames:
+                if self._stop.is_set():
+                    return
+                pending.append(self.preprocess(frame.image))  # (3, h, w): no full-size frame is kept
+                counts.append(len(frame.indices))
+                if len(pending) == self.batch_size:
+                    yield self._tensor(pending), counts
+                    pending, counts = [], []
+            if pending:
+                yield self._tensor(pending), counts
+        finally:
+            frames.close()  # closes the container, also when stopped early
+
+    def _tensor(self, frames: List[np.ndarray]) -> torch.Tensor:
+        batch = torch.from_numpy(np.stack(frames))
+        return batch.pin_memory() if self.pin_memory else batch
+
+    # -- background thread ------------------------------------------------------------------------------
+    def relay(self, fn: Callable) -> Callable:
+        """Wrap a callback (a progress report) so that it runs in the consuming thread, not the decoder's."""
+        def post(*args):
+            self._callbacks.append((fn, args))
+        return post
+
+    def _run_callbacks(self) -> None:
+        while self._callbacks:
+            fn, args = self._callbacks.popleft()
+            fn(*args)
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for batch in self.iterate():
+                if not self._put(("batch", batch)):
+                    return
+            self._put(("end", None))
+        except BaseException as err:  # re-raised in the consumer
+            self._put(("error", err))
+
+    def start(self) -> "_FrameBatches":
+        self._queue = queue.Queue(maxsize=self.depth)
+        self._thread = threading.Thread(target=self._produce, name="mscl-video-decode", daemon=True)
+        self._thread.start()
+        return self
+
+    def __iter__(self) -> Iterator[Tuple[torch.Tensor, List[int]]]:
+        if self._thread is None:
+            yield from self.iterate()
+            return
+        while True:
+            try:
+                kind, payload = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                kind, payload = "wait", None
+            self._run_callbacks()
+            if kind == "wait":
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise RuntimeError("the video decoding thread ended without a result")
+                continue
+            if kind == "batch":
+                yield payload
+            elif kind == "end":
+                return
+            else:
+                raise payload
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def _model_threads(setting: Any, pipeline: bool, device: torch.device) -> Optional[int]:
+    """torch threads to set for the extraction (``None``: leave the current setting)."""
+    if setting is None or device.type != "cpu":
+        return None
+    if setting == "auto":
+        if not pipeline:
+            return None
+        current = torch.get_num_threads()
+        n = min(current, max(1, _usable_cores() - 1))
+        return n if n != current else None
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ValueError(f"model_threads must be 'auto', None or a positive integer, got {setting!r}")
+    return setting
+
+
 def extract_video_features(
     path: str,
     extractor: Any,
@@ -595,6 +904,8 @@ def extract_video_features(
     progress: Optional[bool] = None,
     threads: int = 0,
     device: Optional[torch.device] = None,
+    pipeline: bool = True,
+    model_threads: Optional[Any] = "auto",
 ) -> VideoFeatures:
     """Decode ``path``, sample one frame per stored feature, embed, and cache the result.
 
@@ -605,8 +916,17 @@ def extract_video_features(
         cache_dir / use_cache: where the feature cache lives (default :func:`default_video_cache_dir`) and
             whether to use it; a hit returns without decoding anything.
         allow_partial: see :class:`~.video_processing_mscl.VideoFrameSampler` (partial results are not cached).
-        progress: tqdm bar while decoding (``None``: long files on a terminal).
+        progress: tqdm bar while decoding (``None``: long files on a terminal), or a callable
+            ``progress(seconds_decoded, stated_duration_or_None)`` (called in the calling thread).
         threads: decoder threads (0: FFmpeg's choice).
+        pipeline: decode and preprocess on a background thread, ``PREFETCH_BATCHES`` batches ahead of the
+            model (default); ``False``: one after the other in the calling thread. The features are
+            identical either way.
+        model_threads: torch's intra-op threads while the model runs on the CPU beside the decoder thread.
+            ``"auto"`` (default): one core fewer than this process may use (at least 1, never more than
+            the current setting), so that the decoder thread has a core of its own instead of preempting a
+            thread of every GEMM (libgomp's spinning threads wait for the preempted one); the setting is
+            restored afterwards. ``None``: leave ``torch.get_num_threads()``; an int: that many.
 
     Raises:
         VideoDecodeError (a ``ValueError``): missing, unreadable, empty, damaged or truncated file.
@@ -619,6 +939,7 @@ def extract_video_features(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not isinstance(extractor, HFImageFeatureExtractor):
         extractor = build_video_extractor(extractor, int((extractor or {}).get("dim") or 0), device=device)
+    torch_threads = _model_threads(model_threads, pipeline, extractor.device)
     sampling = extractor.sampling
     cache = VideoFeatureCache(cache_dir) if use_cache else None
     key = None
@@ -633,24 +954,24 @@ def extract_video_features(
         path, sampling["fps"], sampling["clip_size"], sampling["clip_stride"],
         output_size=extractor.decoder_output_size, threads=threads, allow_partial=allow_partial, progress=progress,
     )
+    batches = _FrameBatches(sampler, extractor.preprocess_frame, batch_size, pin_memory=extractor.device.type == "cuda")
+    if pipeline:
+        if callable(progress):
+            sampler.progress = batches.relay(progress)
+        _ = extractor.model  # load the weights before the decoder starts, so that the two do not compete
+        batches.start()
     chunks: List[np.ndarray] = []
-    pending: List[torch.Tensor] = []  # (1, 3, h, w) each: preprocessed at once, so no full-size frame is kept
-    counts: List[int] = []
-
-    def flush():
-        if not pending:
-            return
-        emb = extractor.embed(torch.cat(pending)).numpy()  # (n, D)
-        chunks.append(np.repeat(emb, counts, axis=0) if any(c != 1 for c in counts) else emb)
-        pending.clear()
-        counts.clear()
-
-    for frame in sampler:
-        pending.append(extractor.preprocess([frame.image]))
-        counts.append(len(frame.indices))
-        if len(pending) >= batch_size:
-            flush()
-    flush()
+    threads_before = torch.get_num_threads()
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    try:
+        for pixel_values, counts in batches:
+            emb = extractor.embed(pixel_values).numpy()  # (n, D)
+            chunks.append(np.repeat(emb, counts, axis=0) if any(c != 1 for c in counts) else emb)
+    finally:
+        batches.close()
+        if torch_threads is not None:
+            torch.set_num_threads(threads_before)
     res = sampler.result
     if not chunks:
         raise VideoDecodeError(path, f"is too short for one feature at {sampling['fps']:g} features per second")

@@ -122,6 +122,10 @@ def test_video_extraction_quick(bench, tmp_path):
     assert embed["features"] == 20 and embed["frames_decoded"] == 120 and embed["x_realtime"] > 0  # 4 s at 30 fps, 5/s
     assert rows["decode + sample (decoder resize)"]["features"] == 20 and rows["decode only"]["frames_decoded"] == 120
     assert saved["limits"]["clip_gflop_per_frame"] > 0 and "decode_x_realtime" in saved["limits"]
+    assert saved["limits"]["pipelined_work_bound_x_realtime_bf16"] > 0 and saved["limits"]["gemm_gflops"]["fp32_one_threads"] > 0
+    for name, row in rows.items():  # every row ran (bf16 weights, the previous paths, the thread variants)
+        assert "skipped" in row or row["wall_s"] > 0, name
+    assert rows["decode + embed bf16 (PIL resize)"]["features"] == 20 and rows["decode + sample (PIL resize)"]["fast_preprocessing"]
     ffmpeg = rows["ffmpeg subprocess"]
     assert ("skipped" in ffmpeg) == (shutil.which("ffmpeg") is None)
     if "skipped" not in ffmpeg:

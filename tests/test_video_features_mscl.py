@@ -346,3 +346,281 @@ def test_peak_memory_is_bounded_and_does_not_grow_with_length(tmp_path):
     # 40 min; the stream holds one frame and one batch, and the (T, 16) result grows by 0.4 MiB
     assert growth[40] < 60, growth
     assert growth[40] - growth[20] < 20, growth
+
+
+# ----------------------------------------------------------------------------------------------------
+# exact fast preprocessing: bit-identical to the image processor
+# ----------------------------------------------------------------------------------------------------
+_SIZES = [(720, 1280), (1080, 1920), (1280, 720), (480, 854), (361, 641), (240, 320), (224, 224), (100, 400),
+          (47, 61), (33, 32), (5, 900), (640, 480)]
+
+
+def _processor_pixels(processor, image, **kwargs):
+    return np.asarray(processor(images=[image], return_tensors="np", **kwargs)["pixel_values"][0])
+
+
+@pytest.mark.parametrize("kind", ["clip224", "clip-tiny", "siglip", "clip-no-crop", "clip-rescale-only", "clip-bilinear"])
+def test_exact_pil_preprocessing_is_bit_identical_to_the_processor(kind, clip_dir):
+    from transformers import AutoImageProcessor, CLIPImageProcessorPil, SiglipImageProcessorPil
+
+    from modeling_mscl.video_features_mscl import ExactPilPreprocessing
+
+    processor = {
+        "clip224": lambda: CLIPImageProcessorPil(),  # openai/clip-vit-base-patch32's settings
+        "clip-tiny": lambda: AutoImageProcessor.from_pretrained(clip_dir, backend="pil"),
+        "siglip": lambda: SiglipImageProcessorPil(size={"height": 64, "width": 48}),  # fixed size, mean/std 0.5, no crop
+        "clip-no-crop": lambda: CLIPImageProcessorPil(do_center_crop=False, size={"shortest_edge": 40}),
+        "clip-rescale-only": lambda: CLIPImageProcessorPil(do_normalize=False),
+        "clip-bilinear": lambda: CLIPImageProcessorPil(resample=2, image_mean=[0.1, 0.2, 0.3], image_std=0.5),
+    }[kind]()
+    fast = ExactPilPreprocessing.from_processor(processor)
+    assert fast is not None
+    rng = np.random.default_rng(0)
+    for h, w in _SIZES:
+        # noise, flat areas and the extreme values, so every value of the lookup table and PIL's clipping are used
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        image[: h // 3] = 255
+        image[h // 3: h // 2, : w // 2] = 0
+        out = fast(image)
+        ref = _processor_pixels(processor, image)
+        assert out is not None and out.dtype == ref.dtype == np.float32, (h, w)
+        assert out.shape == ref.shape and np.array_equal(out, ref), (kind, h, w, np.abs(out - ref).max())
+        # frames the decoder already resized: the processor only crops and normalises (and pads what is smaller
+        # than the crop, which the fast path leaves to it)
+        unresized = fast(image, do_resize=False)
+        if fast.crop is None or (h >= fast.crop[0] and w >= fast.crop[1]):
+            assert np.array_equal(unresized, _processor_pixels(processor, image, do_resize=False)), (kind, h, w)
+        else:
+            assert unresized is None
+
+
+def test_exact_pil_preprocessing_declines_what_it_does_not_reproduce():
+    from transformers import CLIPImageProcessorPil
+
+    from modeling_mscl.video_features_mscl import ExactPilPreprocessing
+
+    class CustomResize(CLIPImageProcessorPil):
+        def resize(self, image, size, resample=None, **kwargs):  # a processor that changes a step
+            return super().resize(image, size, resample, **kwargs)
+
+    assert ExactPilPreprocessing.from_processor(CustomResize()) is None
+    assert ExactPilPreprocessing.from_processor(CLIPImageProcessorPil(do_pad=True, pad_size={"height": 300, "width": 300})) is None
+    assert ExactPilPreprocessing.from_processor(CLIPImageProcessorPil(size={"shortest_edge": 100, "longest_edge": 200})) is None
+    assert ExactPilPreprocessing.from_processor(CLIPImageProcessorPil(do_rescale=False, do_normalize=False)) is None
+    assert ExactPilPreprocessing.from_processor(object()) is None
+    fast = ExactPilPreprocessing.from_processor(CLIPImageProcessorPil(size={"shortest_edge": 16}, crop_size={"height": 32, "width": 32}))
+    # a crop larger than the resized image: the processor pads, which this class leaves to it
+    assert fast(np.zeros((20, 30, 3), np.uint8)) is None
+    assert fast(np.zeros((3, 30, 3), np.uint8)) is None  # 3 pixels high: the processor reads it as channels-first
+
+
+def test_extractor_checks_its_fast_preprocessing_on_the_first_frame(clip_dir, caplog):
+    ext = HFImageFeatureExtractor(clip_source(clip_dir))
+    assert ext.fast_preprocessing
+    image = np.random.default_rng(1).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    reference = _processor_pixels(ext.processor, image)
+    assert np.array_equal(ext.preprocess_frame(image), reference)
+    assert ext.fast_preprocessing  # proved on the first frame, kept
+
+    broken = HFImageFeatureExtractor(clip_source(clip_dir))
+    broken._fast.lut = broken._fast.lut + 1e-3  # as if transformers changed its arithmetic
+    with caplog.at_level("WARNING", logger="modeling_mscl.video_features_mscl"):
+        out = broken.preprocess_frame(image)
+    assert np.array_equal(out, reference) and not broken.fast_preprocessing
+    assert "differs from its image processor" in caplog.text
+
+
+# ----------------------------------------------------------------------------------------------------
+# pipelined decoding: the same features, in order, errors raised in the caller
+# ----------------------------------------------------------------------------------------------------
+def _decode_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "mscl-video-decode"]
+
+
+@pytest.mark.parametrize("name", ["cfr", "vfr", "rot"])
+@pytest.mark.parametrize("resize", ["image_processor", "decoder"])
+def test_pipelined_extraction_equals_sequential(clip_dir, videos, name, resize):
+    path = str(videos[name])
+    source = clip_source(clip_dir, resize=resize)
+    seq = extract_video_features(path, source, use_cache=False, batch_size=4, pipeline=False)
+    par = extract_video_features(path, source, use_cache=False, batch_size=4, pipeline=True)
+    np.testing.assert_array_equal(par.features, seq.features)
+    assert (par.frames_decoded, par.duration, par.duration_source, par.decoded_end) == (
+        seq.frames_decoded, seq.duration, seq.duration_source, seq.decoded_end)
+    assert par.info == seq.info and not _decode_threads()
+    if resize == "image_processor":  # and both are the model on the processor's pixels of the mapped frames
+        frames = decode_all(path)
+        picked = select_frames([t for t, _ in frames], seq.decoded_end, 5.0)
+        np.testing.assert_allclose(par.features, reference_features(clip_dir, [frames[k][1] for k in picked]), atol=1e-5, rtol=0)
+
+
+def test_pipelined_batches_keep_time_order_and_stay_bounded(clip_dir, tmp_path, monkeypatch):
+    """Features come back in time order, and the decoder thread runs at most the queue's depth ahead."""
+    import time
+
+    import modeling_mscl.video_features_mscl as vf
+
+    path = str(write_video(tmp_path / "long.mp4", 300, fps=30))  # 10 s: 50 features, batches of 4
+    ext = HFImageFeatureExtractor(clip_source(clip_dir))
+    produced, ahead = [], []
+    real_pre, real_embed = ext.preprocess_frame, ext.embed
+
+    def counting_preprocess(image):
+        produced.append(read_index(image))
+        return real_pre(image)
+
+    embedded = [0]
+
+    def slow_embed(pixel_values):
+        time.sleep(0.05)  # a slow model: the decoder must wait for it, not run ahead
+        ahead.append(len(produced) - embedded[0])
+        embedded[0] += pixel_values.shape[0]
+        return real_embed(pixel_values)
+
+    monkeypatch.setattr(ext, "preprocess_frame", counting_preprocess)
+    monkeypatch.setattr(ext, "embed", slow_embed)
+    out = extract_video_features(path, ext, use_cache=False, batch_size=4)
+    assert produced == [6 * j + 3 for j in range(50)]
+    # queue (PREFETCH_BATCHES) + the batch being embedded + the one being built
+    assert max(ahead) <= (vf.PREFETCH_BATCHES + 2) * 4, ahead
+    monkeypatch.undo()
+    np.testing.assert_array_equal(out.features, extract_video_features(path, clip_source(clip_dir), use_cache=False,
+                                                                      batch_size=4, pipeline=False).features)
+
+
+def test_errors_in_the_decoder_thread_reach_the_caller(clip_dir, videos, tmp_path, monkeypatch):
+    cache = str(tmp_path / "cache")
+    ext = HFImageFeatureExtractor(clip_source(clip_dir))
+    real = ext.preprocess_frame
+    seen = []
+
+    def failing(image):
+        seen.append(1)
+        if len(seen) == 6:
+            raise RuntimeError("processor failed on frame 6")
+        return real(image)
+
+    monkeypatch.setattr(ext, "preprocess_frame", failing)
+    with pytest.raises(RuntimeError, match="processor failed on frame 6"):
+        extract_video_features(str(videos["cfr"]), ext, cache_dir=cache, batch_size=4)
+    assert not _decode_threads() and cache_files(cache) == []
+    monkeypatch.undo()
+
+    # a truncated file: the decoder thread's VideoDecodeError, as in the sequential path; partial results agree
+    full = write_video(tmp_path / "full.mkv", 300, fps=30)
+    cut = str(truncate_half(full, tmp_path / "cut.mkv"))
+    for pipeline in (True, False):
+        with pytest.raises(VideoDecodeError, match="truncated or damaged") as err:
+            extract_video_features(cut, ext, cache_dir=cache, batch_size=4, pipeline=pipeline)
+        assert cut in str(err.value)
+    assert not _decode_threads() and cache_files(cache) == []
+    parts = [extract_video_features(cut, ext, use_cache=False, batch_size=4, allow_partial=True, pipeline=p) for p in (True, False)]
+    assert parts[0].partial and parts[1].partial and parts[0].partial_reason == parts[1].partial_reason
+    np.testing.assert_array_equal(parts[0].features, parts[1].features)
+
+
+def test_an_error_in_the_model_stops_the_decoder_thread(clip_dir, tmp_path, monkeypatch):
+    opened = []
+    real_open = vp._open
+
+    def tracking_open(path, av):
+        container = real_open(path, av)
+        opened.append(container)
+        return container
+
+    monkeypatch.setattr(vp, "_open", tracking_open)
+    ext = HFImageFeatureExtractor(clip_source(clip_dir))
+    calls = []
+
+    def failing_embed(pixel_values):
+        calls.append(1)
+        raise KeyboardInterrupt("stopped by the user")
+
+    monkeypatch.setattr(ext, "embed", failing_embed)
+    path = str(write_video(tmp_path / "long.mp4", 600, fps=30))
+    with pytest.raises(KeyboardInterrupt):
+        extract_video_features(path, ext, use_cache=False, batch_size=2)
+    assert calls == [1] and not _decode_threads()
+    # the decoder thread stopped early and closed the file
+    assert len(opened) == 1
+    with pytest.raises(IndexError):  # PyAV: a closed container has no streams left
+        _ = opened[0].streams.video[0]
+
+
+def test_progress_callbacks_run_in_the_calling_thread(clip_dir, videos):
+    import threading
+
+    calls = []
+    extract_video_features(str(videos["cfr"]), clip_source(clip_dir), use_cache=False,
+                           progress=lambda done, total: calls.append((threading.current_thread().name, done, total)))
+    assert calls and {name for name, _, _ in calls} == {threading.current_thread().name}
+    assert [done for _, done, _ in calls] == sorted(done for _, done, _ in calls) and calls[-1][2] == pytest.approx(3.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# reduced precision: bf16 weights (fast on AMX CPUs), close to fp32, keyed in the cache
+# ----------------------------------------------------------------------------------------------------
+def test_bf16_weights_are_close_to_fp32_and_keyed(clip_dir, videos, tmp_path, count_decodes):
+    path = str(videos["cfr"])
+    cache = str(tmp_path / "cache")
+    fp32 = extract_video_features(path, clip_source(clip_dir), cache_dir=cache)
+    ext = HFImageFeatureExtractor(clip_source(clip_dir, dtype="bfloat16"))
+    bf16 = extract_video_features(path, ext, cache_dir=cache)
+    assert {p.dtype for p in ext.model.parameters()} == {torch.bfloat16}  # the weights, not autocast
+    assert bf16.features.dtype == np.float32 and not bf16.from_cache
+    auto_ext = HFImageFeatureExtractor(clip_source(clip_dir, dtype="bfloat16", dtype_mode="autocast"))
+    auto = extract_video_features(path, auto_ext, cache_dir=cache)
+    assert {p.dtype for p in auto_ext.model.parameters()} == {torch.float32} and not auto.from_cache
+    for out in (bf16, auto):
+        cos = torch.nn.functional.cosine_similarity(torch.from_numpy(out.features), torch.from_numpy(fp32.features), dim=1)
+        assert cos.min() >= 0.999, cos
+        assert not np.array_equal(out.features, fp32.features)  # really computed in bf16
+    assert not np.array_equal(bf16.features, auto.features)
+    # three extractors, three cache entries; the fp32 key is the one earlier versions wrote (no dtype_mode)
+    assert len(cache_files(cache)) == 3 and len(count_decodes) == 3
+    fingerprints = [HFImageFeatureExtractor(clip_source(clip_dir, **kw)).fingerprint
+                    for kw in ({}, {"dtype": "bfloat16"}, {"dtype": "bfloat16", "dtype_mode": "autocast"})]
+    assert "dtype_mode" not in fingerprints[0] and [f.get("dtype_mode") for f in fingerprints[1:]] == ["weights", "autocast"]
+    for kw in ({}, {"dtype": "bfloat16"}, {"dtype": "bfloat16", "dtype_mode": "autocast"}):
+        assert extract_video_features(path, clip_source(clip_dir, **kw), cache_dir=cache).from_cache
+    assert len(count_decodes) == 3
+    with pytest.raises(ValueError, match="dtype_mode"):
+        normalize_video_feature_source(clip_source(clip_dir, dtype_mode="half"))
+
+
+def test_model_threads_leave_a_core_to_the_decoder_thread_and_are_restored(clip_dir, videos, monkeypatch):
+    import modeling_mscl.video_features_mscl as vf
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(vf, "_usable_cores", lambda: 4)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert vf._model_threads("auto", True, cpu) == 3
+    assert vf._model_threads("auto", False, cpu) is None  # sequential: no decoder thread beside the model
+    assert vf._model_threads("auto", True, cuda) is None and vf._model_threads(None, True, cpu) is None
+    assert vf._model_threads(2, True, cpu) == 2
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert vf._model_threads("auto", True, cpu) is None  # already below cores - 1: never raised
+    monkeypatch.setattr(vf, "_usable_cores", lambda: 1)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert vf._model_threads("auto", True, cpu) is None  # at least one
+    for bad in (0, -1, True, "all"):
+        with pytest.raises(ValueError, match="model_threads"):
+            vf._model_threads(bad, True, cpu)
+    monkeypatch.undo()
+
+    # in use: the model runs with the chosen count, and the caller's setting is back afterwards, also after an error
+    before = torch.get_num_threads()
+    ext = HFImageFeatureExtractor(clip_source(clip_dir))
+    seen = []
+    real = ext.embed
+    monkeypatch.setattr(ext, "embed", lambda pv: (seen.append(torch.get_num_threads()), real(pv))[1])
+    extract_video_features(str(videos["cfr"]), ext, use_cache=False, model_threads=2)
+    assert set(seen) == {2} and torch.get_num_threads() == before
+    monkeypatch.setattr(ext, "embed", lambda pv: (_ for _ in ()).throw(RuntimeError("model failed")))
+    with pytest.raises(RuntimeError, match="model failed"):
+        extract_video_features(str(videos["cfr"]), ext, use_cache=False, model_threads=2)
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="model_threads"):
+        extract_video_features(str(videos["cfr"]), ext, use_cache=False, model_threads=0)

@@ -1,0 +1,66 @@
+# Copyright 2026 The mscl authors. Licensed under the Apache License, Version 2.0.
+"""The benchmarks' shared measurement helpers (``benchmarks/_common.py``): a worker's peak RSS is its own."""
+
+import builtins
+import resource
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def common():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _common
+
+        yield _common
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _vmhwm_mb() -> float:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024.0
+
+
+def test_worker_reports_its_own_peak_not_its_parents(common, tmp_path):
+    """Linux copies the parent's peak into a child's ``ru_maxrss`` across fork + exec: a small worker started by a
+    large parent used to report the parent's size as its own peak."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs Linux /proc (the carry-over being guarded against is Linux's)")
+    script = tmp_path / "tiny_worker.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(BENCH)!r})
+        import _common as C
+        payload = bytearray(20 * 2**20)  # the worker's own 20 MiB
+        C.finish_worker({{"worker": True, "held": len(payload)}}, start_rss_mb=C.current_rss_mb())
+    """))
+    big = np.ones(800 * 2**20 // 8)  # the parent: 800 MiB, every page touched
+    assert _vmhwm_mb() > 800
+    result = common.run_worker(str(script), [])
+    del big
+    assert result["worker"] is True and result["in_process"] is False
+    # an interpreter + 20 MiB: tens of MiB; the parent's 800+ MiB must not show up
+    assert 20 < result["peak_rss_mb"] < 200, result
+    assert result["peak_rss_mb"] >= result["start_rss_mb"] > 0
+
+
+def test_peak_rss_falls_back_to_ru_maxrss_without_proc(common, monkeypatch):
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    expected = peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
+    assert common.peak_rss_mb() == pytest.approx(expected, rel=0.05)
