@@ -21,6 +21,7 @@ Subsets: ``--lengths 8192,16384 --queries 1,16``. Smoke run: ``--quick``.
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import time
 
@@ -86,15 +87,18 @@ def worker(args):
             t0 = time.perf_counter()
             run(video[: min(args.length, 4096)], text[:2])
             warmup_s = time.perf_counter() - t0
+        faults = []
         for _ in range(args.repeats):
             sw = C.Stopwatch(args.device)
             restore = instrument(model, sw)
             try:
                 C.synchronize(args.device)
+                f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 t0 = time.perf_counter()
                 out = run(video, text)
                 C.synchronize(args.device)
                 times.append(time.perf_counter() - t0)
+                faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
             finally:
                 restore()
             phases.append(sw.totals)
@@ -102,7 +106,7 @@ def worker(args):
     return C.finish_worker(
         {"length": args.length, "queries": args.num_queries, **C.summarize(times), "phases_s": phases[best],
          "moments_per_query": sum(len(o) for o in out) / len(out), "threads": torch.get_num_threads(),
-         "warmup_s": warmup_s},
+         "warmup_s": warmup_s, "minor_page_faults": faults[best]},
         start_rss,
     )
 

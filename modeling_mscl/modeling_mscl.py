@@ -178,14 +178,18 @@ class DepthwiseConv(nn.Module):
         x = apply_mask(x, mask)
         xp = F.pad(x, (0, 0, 1, 1))  # (B, T+2, C)
         t_out = (x.shape[1] - 1) // self.stride + 1
-        w = self.weight[:, 0, :].to(x.dtype)  # (C, 3)
+        return self.from_padded(xp, t_out), downsample_mask(mask, self.stride)
+
+    def from_padded(self, xp: torch.Tensor, t_out: int) -> torch.Tensor:
+        """The conv's ``t_out`` outputs from its input with one row of context on each side
+        (``xp`` rows ``[−1, stride·(t_out − 1) + 2)``, zero outside the sequence)."""
+        w = self.weight[:, 0, :].to(xp.dtype)  # (C, 3)
         s = self.stride
-        out = (
+        return (
             xp[:, 0 : s * (t_out - 1) + 1 : s] * w[:, 0]
             + xp[:, 1 : s * (t_out - 1) + 2 : s] * w[:, 1]
             + xp[:, 2 : s * (t_out - 1) + 3 : s] * w[:, 2]
         )
-        return out, downsample_mask(mask, s)
 
     def tap_weights(self, dtype: torch.dtype) -> torch.Tensor:
         """``(3, C)``: row ``k`` multiplies the input at offset ``k − 1`` (inference fast path)."""
@@ -267,15 +271,30 @@ def local_attention(
     ``(T, T)`` or ``(T, w, d)`` tensor is ever built.
     """
     half = window // 2
-    t = q.shape[2]
-    scale = q.shape[-1] ** -0.5
     kp = F.pad(k, (0, 0, half, half))  # (B, h, T + 2·half, d)
     vp = F.pad(v, (0, 0, half, half))
-    # additive bias per key slot: 0 for valid keys, -1e4 for padded keys, -inf outside [0, T)
+    return _local_attention_rows(q, kp, vp, _local_attention_bias(key_mask, half, q.dtype), window, dropout, training)
+
+
+def _local_attention_bias(key_mask: torch.Tensor, half: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(B, T + 2·half)`` additive bias per key slot: 0 for valid keys, −1e4 for padded keys, −inf outside [0, T)."""
     key_valid = F.pad(key_mask, (half, half), value=False)
     in_range = F.pad(torch.ones_like(key_mask), (half, half), value=False)
-    bias = torch.where(key_valid, 0.0, -1e4).to(q.dtype)
-    bias = torch.where(in_range, bias, float("-inf"))  # (B, T + 2·half)
+    bias = torch.where(key_valid, 0.0, -1e4).to(dtype)
+    return torch.where(in_range, bias, float("-inf"))
+
+
+def _tile_rows(width: int, budget: int = 1 << 20) -> int:
+    """Rows of an inference tile whose ``(rows, width)`` float buffers hold ``budget`` elements (4 MB in
+    float32): far below glibc's mmap threshold (≤ 32 MB), so freed tiles are reused from the heap."""
+    return max(256, budget // max(1, width))
+
+
+def _local_attention_rows(q, kp, vp, bias, window: int, dropout: float, training: bool) -> torch.Tensor:
+    """:func:`local_attention` for the query rows of ``q (B, h, t, d)``, given the keys / values / bias
+    of rows ``[−half, t + half)`` around them (``kp``, ``vp`` ``(B, h, t + 2·half, d)``, ``bias (B, t + 2·half)``)."""
+    t = q.shape[2]
+    scale = q.shape[-1] ** -0.5
     logits = torch.stack(
         [(q * kp[:, :, c : c + t]).sum(-1) * scale + bias[:, None, c : c + t] for c in range(window)], dim=-1
     )  # (B, h, T, w): column c is key i - half + c
@@ -353,7 +372,11 @@ class MaskedMaxPool(nn.Module):
         fill = torch.finfo(x.dtype).min
         x = x.masked_fill(~mask[..., None], fill)
         xp = F.pad(x, (0, 0, 1, 1), value=fill)
-        t_out = (x.shape[1] - 1) // 2 + 1
+        return self.from_padded(xp, (x.shape[1] - 1) // 2 + 1)
+
+    @staticmethod
+    def from_padded(xp: torch.Tensor, t_out: int) -> torch.Tensor:
+        """``t_out`` outputs from the masked-filled input with one row of context on each side."""
         return torch.maximum(
             torch.maximum(xp[:, 0 : 2 * t_out - 1 : 2], xp[:, 1 : 2 * t_out : 2]), xp[:, 2 : 2 * t_out + 1 : 2]
         )
@@ -375,12 +398,60 @@ class VideoBlock(nn.Module):
         self.layer_scale_ffn = LayerScale(c, config.layer_scale_init, config.drop_path)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        rows = _tile_rows(x.shape[0] * 4 * x.shape[2])
+        if not torch.is_grad_enabled() and not self.training and (x.shape[1] - 1) // self.stride + 1 > rows:
+            return self._forward_tiles(x, mask, rows)
         x = apply_mask(x, mask)
         h, new_mask = self.attn(self.norm_attn(x), mask)
         skip = self.skip_pool(x, mask) if self.skip_pool is not None else x
         x = apply_mask(skip, new_mask) + self.layer_scale_attn(h)
         x = x + self.layer_scale_ffn(apply_mask(self.ffn(self.norm_ffn(x)), new_mask))
         return x, new_mask
+
+    def _forward_tiles(self, x: torch.Tensor, mask: torch.Tensor, rows: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Inference on long sequences: the same block, output rows in tiles of ``rows``.
+
+        Each tile reads its input rows with the context its convs and its attention window need
+        (keys and values ``window // 2`` output rows beyond the tile, recomputed: < 2% extra work) and
+        the same ops run on the tile, so no temporary exceeds a few MB: buffers of T × C (let alone
+        T × 4C) would be above glibc's mmap threshold on long videos, i.e. mapped and page-faulted
+        afresh for every op. Only the block's output is allocated at full length.
+        """
+        attn, s = self.attn, self.stride
+        half = attn.window // 2
+        b, t, c = x.shape
+        t_out = (t - 1) // s + 1
+        new_mask = downsample_mask(mask, s)
+        bias = _local_attention_bias(new_mask, half, x.dtype)  # (B, t_out + 2·half)
+        fill = torch.finfo(x.dtype).min
+        out = x.new_empty(b, t_out, c)
+
+        def rows_of(lo: int, hi: int, value: float = 0.0, transform=None):
+            """Input rows [lo, hi): masked (and transformed), ``value`` outside the sequence."""
+            a, e = max(lo, 0), min(hi, t)
+            part = apply_mask(x[:, a:e], mask[:, a:e])
+            if transform is not None:
+                part = transform(part, mask[:, a:e])
+            return F.pad(part, (0, 0, a - lo, hi - e), value=value)
+
+        for a in range(0, t_out, rows):
+            e = min(a + rows, t_out)
+            n_kv = e - a + 2 * half  # output rows [a − half, e + half) for keys / values
+            xp = rows_of(s * (a - half) - 1, s * (e + half - 1) + 2,
+                         transform=lambda p, m: apply_mask(self.norm_attn(p), m))
+            q = _split_heads(attn.q_proj(attn.q_norm(attn.q_conv.from_padded(xp, n_kv)[:, half : half + e - a])), attn.heads)
+            k = _split_heads(attn.k_proj(attn.k_norm(attn.k_conv.from_padded(xp, n_kv))), attn.heads)
+            v = _split_heads(attn.v_proj(attn.v_norm(attn.v_conv.from_padded(xp, n_kv))), attn.heads)
+            h = _local_attention_rows(q, k, v, bias[:, a : e + 2 * half], attn.window, 0.0, False)
+            h = attn.out_proj(apply_mask(_merge_heads(h), new_mask[:, a:e]))
+            if self.skip_pool is not None:
+                pooled = rows_of(2 * a - 1, 2 * e, value=fill, transform=lambda p, m: p.masked_fill(~m[..., None], fill))
+                skip = self.skip_pool.from_padded(pooled, e - a)
+            else:
+                skip = apply_mask(x[:, a:e], mask[:, a:e])
+            y = apply_mask(skip, new_mask[:, a:e]) + self.layer_scale_attn(h)
+            out[:, a:e] = y + self.layer_scale_ffn(apply_mask(self.ffn(self.norm_ffn(y)), new_mask[:, a:e]))
+        return out, new_mask
 
 
 class TextBlock(nn.Module):
@@ -871,9 +942,15 @@ class _EvalFusion:
         self.mod = levels[0].new_zeros(self.rows, c)
         self.row_mask = levels[0].new_zeros(self.rows, 1)
         self.level_scale = levels[0].new_zeros(self.rows, 1)
-        for level, (x, m, s, t) in enumerate(zip(levels, level_masks, self.starts, self.lengths)):
-            self.query[s : s + t] = first.video_query(x, m)[0]  # the first layer's video-only work, once
-            self.mod[s : s + t] = first.modulation_norm(x)[0]
+        # the first layer's video-only work, once per video, in row tiles (q_conv reads one row of context)
+        rows = max(1, tile_rows)
+        for level, (x, s, t) in enumerate(zip(levels, self.starts, self.lengths)):
+            for a in range(0, t, rows):
+                e = min(a + rows, t)
+                lo, hi = max(a - 1, 0), min(e + 1, t)
+                xp = F.pad(first.norm_video(x[:, lo:hi]), (0, 0, lo - (a - 1), (e + 1) - hi))
+                self.query[s + a : s + e] = first.q_proj(first.q_norm(first.q_conv.from_padded(xp, e - a)))[0]
+                self.mod[s + a : s + e] = first.modulation_norm(x[0, a:e])
             self.row_mask[s : s + t] = 1
             self.level_scale[s : s + t] = model.reg_head.level_scales[level].to(dtype)
         self.tile_rows = max(tile_rows, 4 * self.halo + 1)

@@ -297,3 +297,32 @@ def test_compiled_fast_path_equals_eager(monkeypatch):
     for a, b in zip(compiled, eager):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# video encoder: row tiles at inference
+# --------------------------------------------------------------------------------------------
+
+
+def test_encoder_row_tiles_at_inference_equal_the_untiled_encoder(monkeypatch):
+    """Without grad (and in eval mode), long sequences run each video block in row tiles with the
+    context its convs and attention window need; the pyramid equals the untiled computation (the
+    training path, used with grad) to float32 rounding, padded steps included."""
+    model = tiny_model(seed=13)
+    gen = torch.Generator().manual_seed(14)
+    t = 300
+    video = torch.randn(1, t, model.config.video_input_dim, generator=gen)
+    mask = torch.ones(1, t, dtype=torch.bool)
+    mask[0, 251:] = False
+    with torch.enable_grad():
+        _, _, ref, ref_masks = model.encode_video(video, mask)
+    monkeypatch.setattr(M, "_tile_rows", lambda width, budget=1 << 20: 23)
+    tiled = []
+    real = M.VideoBlock._forward_tiles
+    monkeypatch.setattr(M.VideoBlock, "_forward_tiles", lambda self, *a: tiled.append(self.stride) or real(self, *a))
+    with torch.no_grad():
+        _, _, got, got_masks = model.encode_video(video, mask)
+    assert 1 in tiled and 2 in tiled  # stride-1 and stride-2 blocks ran in tiles
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=ATOL)
+    assert all(torch.equal(a, b) for a, b in zip(got_masks, ref_masks))
