@@ -330,6 +330,8 @@ def main(argv=None) -> None:
     parser.add_argument("--annotations", default=ANNOTATIONS, help="TACoS test.json (2D-TAN layout)")
     parser.add_argument("--preset", default=None, help="model preset (default tacos_c3d; --quick: debug)")
     parser.add_argument("--in-process", action="store_true", help="run the paths in this process (no fresh-process RSS)")
+    parser.add_argument("--subset", type=int, default=None, help="only N videos, at evenly spaced quantiles of the "
+                        "split's lengths, all their queries (for quick ratios; the headline numbers use the whole split)")
     parser.add_argument("--cache", default=None, help="keep each finished path here and reuse it when rerun "
                         "(long runs survive an interruption); e.g. benchmarks/results/tmp/tacos_test")
     args = parser.parse_args(argv)
@@ -351,6 +353,11 @@ def main(argv=None) -> None:
         if args.quick:
             videos = [(v, s, t[:4]) for v, s, t in videos[:3]]
         source = "synthetic stand-in"
+    if args.subset:
+        ranked = sorted(videos, key=lambda v: v[1])
+        picks = {round(i * (len(ranked) - 1) / max(1, args.subset - 1)) for i in range(min(args.subset, len(ranked)))}
+        videos = [ranked[i] for i in sorted(picks)]
+        source += f" (subset: {len(videos)} videos at evenly spaced length quantiles)"
     paths = [p for p in args.paths.split(",") if p]
     for p in paths:
         if p not in PATHS:

@@ -734,11 +734,12 @@ class MSCLHead(nn.Module):
         return out
 
     def inference_weights(self, dtype: torch.dtype) -> dict:
-        """Eval-mode weights for :func:`_fuse_and_predict_rows`: every conv (the output conv last) as its
-        ``(3·O, C)`` tap matrix, the LayerNorms and the output bias."""
+        """Eval-mode weights for :func:`_fuse_and_predict_rows`: the hidden convs as ``(3, C, C)`` per-tap
+        matrices, the LayerNorms, and the output conv as its ``(3·O, C)`` tap matrix with its bias."""
         return {
-            "convs": [conv.tap_weights(dtype) for conv in [*self.convs, self.out]],
+            "convs": [conv.conv.weight.permute(2, 1, 0).to(dtype).contiguous() for conv in self.convs],
             "norms": [(norm.weight.to(dtype), norm.bias.to(dtype), norm.eps) for norm in self.norms],
+            "out_taps": self.out.tap_weights(dtype),
             "out_bias": self.out.conv.bias.to(dtype),
         }
 
@@ -755,7 +756,7 @@ class MSCLHead(nn.Module):
 # * exact algebra on the linear maps (`FusionLayer.fold_text`, `FeedForward.inference_weights`):
 #   out_proj applied to the ≤ ~50 value vectors per head instead of to every point, q_proj and the
 #   q_norm affine of the later layers folded into the keys, LayerScale folded into fc2;
-# * both heads' first convs in one GEMM (same input), every k=3 conv as one GEMM + shifted adds;
+# * every k=3 conv of the heads as three accumulating GEMMs on shifted rows (no tap buffer);
 # * all pyramid levels laid end to end in one row sequence, separated by one zero row (a k=3 conv
 #   then sees exactly its zero padding), so the work is a few large GEMMs instead of many small
 #   ones, and it is cut into row tiles of a few MB (with a halo for the convs) so that no buffer
@@ -785,8 +786,9 @@ def _ffn_residual(x: torch.Tensor, w: dict) -> torch.Tensor:
     """``x + γ·FFN(norm(x))`` with ``γ`` folded into ``fc2``: ``x``, the residual stream, is float32 and
     stays so (a small update survives the addition); the FFN itself runs in the weights' dtype."""
     h = F.layer_norm(x, x.shape[-1:], w["norm_w"], w["norm_b"], w["norm_eps"]).to(w["w1"].dtype)
-    h = F.gelu(F.linear(h, w["w1"], w["b1"]))
-    return x + F.linear(h, w["w2"], w["b2"]).float()
+    # biases added after the GEMMs, where torch.compile fuses them into the next elementwise kernel
+    h = F.gelu(F.linear(h, w["w1"]).add_(w["b1"]))
+    return x + F.linear(h, w["w2"]).add_(w["b2"]).float()
 
 
 def _fuse_and_predict_rows(
@@ -852,24 +854,36 @@ def _fuse_and_predict_rows(
         x = _ffn_residual(x, w["ffn"])
     norm_w, norm_b, norm_eps = weights["norm_out"]
     f = F.layer_norm(x, (c,), norm_w, norm_b, norm_eps).to(dtype).mul_(row_mask[lo : r - lo])
-    # heads: both first convs share their input, so one GEMM
-    taps = F.linear(f, weights["first_taps"])
-    outs, start = [], 0
+    # Heads on the n queries' rows laid end to end: each query's rows start and end with separator rows
+    # (zeroed before every conv), so a 'valid' conv along the flat sequence is each query's conv, and
+    # every k=3 conv is three accumulating GEMMs on shifted row ranges (no tap buffer, no shifted adds).
+    rows = r - 2 * lo
+    flat = f.view(n * rows, c)
+    flat_mask = row_mask[lo : r - lo].repeat(n, 1)
+    outs = []
     for hw in weights["heads"]:
-        convs = hw["convs"]
-        width = convs[0].shape[0] // 3
-        h = _shifted_sum(taps, width, start)
-        start += 3 * width
-        hlo = lo + 1
-        for (nw, nb, eps), conv in zip(hw["norms"], convs[1:]):
-            h = F.layer_norm(h, (width,), nw, nb, eps).relu_().mul_(row_mask[hlo : r - hlo])
-            width = conv.shape[0] // 3
-            h = _shifted_sum(F.linear(h, conv), width)
-            hlo += 1
-        outs.append(h + hw["out_bias"])
+        h = flat
+        for k, ((nw, nb, eps), taps) in enumerate(zip(hw["norms"], hw["convs"])):
+            h = _conv3_rows(h, taps)
+            h = F.layer_norm(h, h.shape[-1:], nw, nb, eps).relu_().mul_(flat_mask[k + 1 : n * rows - k - 1])
+        out_taps = hw["out_taps"]  # (3·O, C), O = 1 or 2: one small GEMM and shifted adds
+        width = out_taps.shape[0] // 3
+        out = _shifted_sum(F.linear(h, out_taps)[None], width)[0] + hw["out_bias"]
+        # query i's outputs: flat rows [i·rows, i·rows + rows − 2·depth) (out has O ≤ 2 columns: a cheap pad)
+        depth = len(hw["convs"]) + 1
+        outs.append(F.pad(out, (0, 0, 0, 2 * depth)).view(n, rows, width)[:, : rows - 2 * depth])
+    hlo = lo + len(weights["heads"][0]["convs"]) + 1  # the outputs are the tile's rows [hlo, R − hlo)
     logits = outs[0][..., 0]
     offsets = F.relu(outs[1] * level_scale[hlo : r - hlo])
     return logits, offsets
+
+
+def _conv3_rows(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """'Valid' kernel-3 conv along the rows of ``x (N, C)``: ``taps (3, C, O)`` → ``(N − 2, O)``, as three
+    GEMMs accumulating into one output (the same sum, in the same order, as the tap products)."""
+    out = torch.mm(x[:-2], taps[0])
+    out.addmm_(x[1:-1], taps[1])
+    return out.addmm_(x[2:], taps[2])
 
 
 def _text_call_layout(folded: List[dict], index: torch.Tensor, length: int, dtype: torch.dtype) -> List[dict]:
@@ -895,6 +909,13 @@ def _text_call_layout(folded: List[dict], index: torch.Tensor, length: int, dtyp
             out.append({"keys": keys.reshape(n, heads * length, c).to(dtype),
                         "key_bias": bias.reshape(n, heads * length, 1).to(dtype), "values": values})
     return out
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
 
 
 # torch.compile of `_fuse_and_predict_rows`: built on first use; if compiling fails once (no C++
@@ -957,9 +978,11 @@ class _EvalFusion:
 
     @classmethod
     def applies(cls, model, levels, level_masks) -> bool:
-        """Whether the fast path computes exactly ``fuse_and_predict``: one unpadded video, eval mode."""
+        """Whether the fast path computes exactly ``fuse_and_predict``: one unpadded video, eval mode, and
+        no autocast (under autocast, ``ground`` keeps the reference path and autocast's semantics; the
+        fast path's precision follows the model's dtype instead)."""
         return (not model.training and len(model.fusion.layers) > 0 and levels[0].shape[0] == 1
-                and all(bool(m.all()) for m in level_masks))
+                and not _autocast_enabled(levels[0].device.type) and all(bool(m.all()) for m in level_masks))
 
     def __call__(self, text: torch.Tensor, text_mask: torch.Tensor):
         model, halo, rows = self.model, self.halo, self.rows
@@ -1429,16 +1452,16 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         return {
             "layers": [layer.inference_weights(dtype, first=i == 0) for i, layer in enumerate(self.fusion.layers)],
             "norm_out": (norm.weight.float(), norm.bias.float(), norm.eps),
-            "first_taps": torch.cat([h["convs"][0] for h in heads]),
             "heads": heads,
         }
 
     def _inference_tile_rows(self, dtype: torch.dtype) -> int:
-        """Rows (queries × points) per fast-path call: the FFN's hidden layer (rows × 4C) stays at
-        ~4 MB, far below glibc's mmap threshold (≤ 32 MB), so the allocator reuses its heap instead of
-        mapping and page-faulting fresh memory for every buffer."""
+        """Rows (queries × points) per fast-path call: the largest buffer, the FFN's hidden layer
+        (rows × 4C), stays at 8 MB (2,048 rows at C = 256 in float32, 4,096 in bf16), well below glibc's
+        mmap threshold (≤ 32 MB): the allocator reuses its heap instead of mapping and page-faulting
+        fresh memory for every buffer, and one call still holds GFLOPs of GEMM work."""
         itemsize = torch.empty((), dtype=dtype).element_size()
-        return max(256, (4 << 20) // (4 * self.config.hidden_size * max(itemsize, 2)))
+        return max(256, (8 << 20) // (4 * self.config.hidden_size * itemsize))
 
     def _use_compile(self, use_compile: Optional[bool], dtype: torch.dtype, device: torch.device) -> bool:
         if use_compile is not None:

@@ -326,3 +326,13 @@ def test_encoder_row_tiles_at_inference_equal_the_untiled_encoder(monkeypatch):
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=ATOL)
     assert all(torch.equal(a, b) for a, b in zip(got_masks, ref_masks))
+
+
+def test_autocast_keeps_the_reference_path():
+    """Under torch.autocast, ground runs the reference fusion + heads (autocast's semantics, as before)."""
+    model = tiny_model(seed=15)
+    levels, level_masks, _, _ = _pyramid_and_text(model, 60, [3], torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not M._EvalFusion.applies(model, levels, level_masks)
+        out = model.ground(torch.randn(60, model.config.video_input_dim), [torch.randn(4, model.config.text_input_dim)])
+    assert out[0].dtype == torch.float32 and out[0].shape[1] == 3
