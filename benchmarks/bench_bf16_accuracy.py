@@ -5,7 +5,7 @@ Evaluates one checkpoint on the held-out split of its dataset (default: the bund
 benchmark's ``test`` split, ≥ 1,000 queries) with the package's evaluation loop (``model.ground`` per
 video, predictions in seconds, SnAG's R@K, tIoU ≥ θ), in three modes: fp32; ``bf16`` — the model in
 bfloat16, as ``from_pretrained(..., dtype=torch.bfloat16)`` loads it (the eval fast path: bf16 GEMMs,
-float32 residual stream and LayerNorm statistics, float64 decoding; ``ground``'s compile policy); and
+float32 residual stream and LayerNorm statistics, float64 decoding; eager on CPUs unless ``--compile``); and
 ``autocast`` — the same float32 model under ``torch.autocast(device, dtype=torch.bfloat16)`` (how bf16
 was run before issue 14). Reports the metric sets, their differences (points) and how often the top-1
 moment changes. Acceptance: every R@K (and mIoU) of the bf16 model within 0.5 points of fp32;
@@ -78,7 +78,7 @@ def main(argv=None):
     parser.add_argument("--split", default=None, help="held-out split (default: the config's eval_split)")
     parser.add_argument("--max-videos", type=int, default=None, help="evaluate the first N videos only")
     parser.add_argument("--modes", default="fp32,bf16,autocast", help="comma-separated: fp32 (required), bf16, autocast")
-    parser.add_argument("--no-compile", action="store_true", help="bf16 mode without torch.compile")
+    parser.add_argument("--compile", action="store_true", help="bf16 mode with torch.compile (default: ground's policy)")
     args = parser.parse_args(argv)
     device = C.resolve_device(args.device)
     C.setup_torch(args.threads, args.seed)
@@ -122,7 +122,7 @@ def main(argv=None):
     modes = [m for m in args.modes.split(",") if m]
     if modes[0] != "fp32" or not set(modes) <= {"fp32", "bf16", "autocast"}:
         parser.error("--modes must start with fp32 and hold only fp32, bf16, autocast")
-    use_compile = False if (args.no_compile or args.quick) else None
+    use_compile = True if (args.compile and not args.quick) else None
     runs = {}
     for mode in modes:
         run_model = model.to(torch.bfloat16) if mode == "bf16" else model.float()

@@ -20,7 +20,8 @@ from each op's *self* time:
 and by phase (video encoding, text encoding, fusion + heads, decode + Soft-NMS; inclusive times).
 
 Modes: ``fp32`` (the package's ``ground``, float32 model), ``bf16`` (the model in bfloat16, as
-``from_pretrained(..., dtype=torch.bfloat16)`` loads it; ``ground``'s default compile policy),
+``from_pretrained(..., dtype=torch.bfloat16)`` loads it; ``ground``'s default compile policy — eager on
+CPUs — unless ``--compile``),
 ``autocast`` and ``legacy-fp32`` (the inference before issue 14 — per-chunk ``fuse_and_predict``,
 see ``_common.legacy_ground`` — under bf16 autocast and in float32). Inside compiled code the
 depthwise convs are fused into the generated kernels and show up there.
@@ -49,17 +50,17 @@ CATEGORIES = ("GEMM", "normalisation", "activations", "softmax", "elementwise", 
               "compiled fused kernels", "decode + Soft-NMS", "other")
 PHASES = ("video encoding", "text encoding", "fusion + heads", "decode + Soft-NMS")
 _GEMM = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "einsum", "convolution", "_convolution", "conv1d",
-         "mkldnn_convolution", "_mkldnn_linear", "mkldnn_linear", "_addmm_activation", "mkldnn_rnn_layer",
-         "_mkl_linear"}
+         "mkldnn_convolution", "_mkldnn_linear", "mkldnn_linear", "_addmm_activation", "_mkl_linear",
+         "_linear_pointwise"}
 _NORM = {"native_layer_norm", "layer_norm"}
-_ACT = {"gelu", "relu", "relu_", "clamp_min", "clamp_min_", "gelu_", "silu"}
+_ACT = {"gelu", "relu", "clamp_min", "silu"}
 _SOFTMAX = {"_softmax", "softmax", "_safe_softmax", "_scaled_dot_product_flash_attention_for_cpu",
             "scaled_dot_product_attention", "_scaled_dot_product_attention_math", "_fused_sdp_choice"}
-_ELEMENTWISE = {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_", "addcmul", "addcmul_", "where",
-                "masked_fill", "masked_fill_", "maximum", "minimum", "neg", "exp", "pow", "rsub", "sigmoid",
-                "clamp", "abs", "sqrt", "rsqrt", "erf"}
-_COPY = {"copy_", "_to_copy", "to", "contiguous", "clone", "cat", "stack", "constant_pad_nd", "pad", "index",
-         "index_put_", "_index_put_impl_", "index_select", "fill_", "zero_", "zeros", "zeros_like", "new_zeros",
+_ELEMENTWISE = {"add", "mul", "sub", "div", "addcmul", "where", "masked_fill", "maximum", "minimum", "neg", "exp",
+                "pow", "rsub", "sigmoid", "clamp", "abs", "sqrt", "rsqrt", "erf"}
+# in-place variants (``add_``, ``copy_``, ...) are looked up without their trailing underscore
+_COPY = {"copy", "_to_copy", "to", "contiguous", "clone", "cat", "stack", "constant_pad_nd", "pad", "index",
+         "index_put", "_index_put_impl_", "index_select", "fill", "zero", "zeros", "zeros_like", "new_zeros",
          "expand_as", "repeat", "_unsafe_index_put", "full", "new_full", "flip", "narrow_copy", "masked_select"}
 _SCOPES = {"mscl::depthwise conv": "depthwise conv", "mscl::decode": "decode + Soft-NMS"}
 
@@ -80,6 +81,8 @@ def categorize(name: str, scope):
     if "cpp_fused" in name or "triton_" in name or name.startswith("graph_") or "kernel_cpp" in name:
         return "compiled fused kernels"
     op = name.split("::")[-1]
+    if op.endswith("_") and not op.startswith("_"):  # in-place variants (addmm_, add_, relu_, ...)
+        op = op[:-1]
     if op in _GEMM:
         return "GEMM"
     if op in _NORM:
@@ -173,7 +176,7 @@ def worker(args):
     if args.mode == "bf16":
         model = model.to(torch.bfloat16)
     model = model.to(args.device)
-    use_compile = False if args.no_compile else None
+    use_compile = False if args.no_compile else (True if args.compile else None)
     inputs = []
     for i, (vid, steps, tokens) in enumerate(videos):
         video, text = TT._inputs(i, steps, tokens, args.seed, config)
@@ -220,6 +223,7 @@ def main(argv=None):
     parser.add_argument("--annotations", default=TT.ANNOTATIONS, help="TACoS test.json (2D-TAN layout)")
     parser.add_argument("--preset", default=None, help="model preset (default tacos_c3d; --quick: debug)")
     parser.add_argument("--no-compile", action="store_true", help="never torch.compile (default: ground's policy)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the fast path (fp32 / bf16 modes)")
     parser.add_argument("--no-kernel-profile", dest="kernel_profile", action="store_false",
                         help="do not name inductor's generated kernels in the profile")
     parser.add_argument("--in-process", action="store_true", help="run the modes in this process (smoke test)")
@@ -259,7 +263,8 @@ def main(argv=None):
         for m in modes:
             wargs = ["--mode", m, "--shapes", shapes, "--preset", args.preset, "--seed", str(args.seed),
                      "--device", device] + (["--threads", str(args.threads)] if args.threads else [])
-            wargs += (["--no-compile"] if args.no_compile else []) + ([] if args.kernel_profile else ["--no-kernel-profile"])
+            wargs += (["--no-compile"] if args.no_compile else []) + (["--compile"] if args.compile else [])
+            wargs += [] if args.kernel_profile else ["--no-kernel-profile"]
             print(f"[{m}] profiling {len(videos)} videos, {sum(len(t) for _, _, t in videos)} queries ...", flush=True)
             results[m] = C.run_worker(os.path.abspath(__file__), wargs, main if args.in_process else None)
             print(f"[{m}] {results[m]['wall_s']:.1f} s under the profiler", flush=True)

@@ -64,7 +64,9 @@ def test_profile_quick(bench, tmp_path):
 
 def test_profile_categories(bench):
     mod = bench("bench_profile")
-    assert mod.categorize("aten::addmm", None) == "GEMM"
+    assert mod.categorize("aten::addmm", None) == "GEMM" and mod.categorize("aten::addmm_", None) == "GEMM"
+    assert mod.categorize("aten::copy_", None) == "casts / copies" and mod.categorize("aten::relu_", None) == "activations"
+    assert mod.categorize("aten::_index_put_impl_", None) == "casts / copies"
     assert mod.categorize("aten::native_layer_norm", None) == "normalisation"
     assert mod.categorize("aten::_to_copy", None) == "casts / copies"
     assert mod.categorize("graph_1_cpp_fused_gelu_view_2", None) == "compiled fused kernels"

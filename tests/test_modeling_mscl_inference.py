@@ -276,9 +276,8 @@ def test_compile_failure_falls_back_to_eager_with_the_same_results(monkeypatch, 
 def test_default_compile_policy():
     model = tiny_model()
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert not model._use_compile(None, torch.float32, cpu)
-    assert model._use_compile(None, torch.bfloat16, cpu) and model._use_compile(None, torch.float16, cpu)
-    assert model._use_compile(None, torch.float32, cuda)
+    assert not model._use_compile(None, torch.float32, cpu) and not model._use_compile(None, torch.bfloat16, cpu)
+    assert model._use_compile(None, torch.float32, cuda) and model._use_compile(None, torch.bfloat16, cuda)
     assert not model._use_compile(False, torch.bfloat16, cpu) and model._use_compile(True, torch.float32, cpu)
 
 
