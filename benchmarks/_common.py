@@ -395,3 +395,42 @@ def write_results(name: str, data: Dict[str, Any], markdown: str, out_dir: str =
         fh.write("\n")
     with open(os.path.join(out_dir, f"{name}.md"), "w") as fh:
         fh.write(text)
+
+
+# ----------------------------------------------------------------------------------------------
+# the pre-fast-path inference, for same-run comparisons
+# ----------------------------------------------------------------------------------------------
+def legacy_ground(model, video, queries, chunk: Optional[int] = None):
+    """``model.ground`` as it was before the eval-mode fast path (issue 14): the video encoded once, then
+    per chunk of queries (memory-bounded: ~2**24 floats of FFN activations) the reference
+    ``encode_text`` → ``fuse_and_predict`` → ``post_process_grounding``. Used for the "autocast" benchmark paths, which
+    measure the old bf16 autocast inference next to the new bf16 path in one run."""
+    import torch
+    import torch.nn.functional as F
+
+    # looked up on the modeling module at call time, so the benchmarks' timing wrappers see this call too
+    import modeling_mscl.modeling_mscl as modeling
+
+    cfg = model.config
+    with torch.no_grad():
+        video = video.float()
+        t_valid = video.shape[0]
+        unit = cfg.video_input_stride
+        t_pad = max(unit, -(-t_valid // unit) * unit)
+        padded = F.pad(video, (0, 0, 0, t_pad - t_valid))[None]
+        vmask = (torch.arange(t_pad, device=video.device) < t_valid)[None]
+        _, _, levels, level_masks = model.encode_video(padded, vmask)
+        if chunk is None:
+            by_memory = max(1, 2**24 // max(1, levels[0].shape[1] * cfg.hidden_size))
+            chunk = max(1, min(cfg.inference_query_chunk_size, by_memory))
+        results = []
+        for start in range(0, len(queries), chunk):
+            part = [q.float() for q in queries[start : start + chunk]]
+            lmax = max(q.shape[0] for q in part)
+            text = torch.stack([F.pad(q, (0, 0, 0, lmax - q.shape[0])) for q in part])
+            tmask = torch.stack([torch.arange(lmax, device=text.device) < q.shape[0] for q in part])
+            enc, enc_mask = model.encode_text(text, tmask)
+            index = torch.zeros(len(part), dtype=torch.long, device=text.device)
+            _, logits, offsets, masks = model.fuse_and_predict(levels, level_masks, enc, enc_mask, index)
+            results.extend(modeling.post_process_grounding((logits, offsets, masks), cfg))
+    return results

@@ -43,8 +43,38 @@ def test_tacos_test_quick_package_matches_baseline(bench, tmp_path):
     data = bench("bench_tacos_test").main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])
     saved = _files(tmp_path, "tacos_test_quick")
     assert saved["equivalence"]["mismatching_queries"] == 0
-    assert set(data["results"]) == {"package", "bf16", "baseline"}
+    assert set(data["results"]) == {"package", "bf16", "autocast", "baseline"}
+    assert data["valid_flops"]["total"] > 0 and data["gemm_floor_s"]["fp32"] > 0
     assert data["queries"] == sum(v["queries"] for v in data["results"]["package"]["per_video"])
+
+
+def test_profile_quick(bench, tmp_path):
+    data = bench("bench_profile").main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])
+    saved = _files(tmp_path, "profile_quick")
+    assert set(saved["results"]) == {"fp32", "bf16"}
+    for r in data["results"].values():
+        cats, phases = r["categories_s"], r["phases_s"]
+        assert set(cats) == set(bench("bench_profile").CATEGORIES) and cats["GEMM"] > 0
+        assert cats["decode + Soft-NMS"] > 0 and phases["fusion + heads"] > 0 and phases["video encoding"] > 0
+    # the class-level instrumentation is undone after an in-process run
+    import modeling_mscl.modeling_mscl as M
+
+    assert M._EvalFusion.__call__.__qualname__ == "_EvalFusion.__call__"
+    assert M.DepthwiseConv.forward.__qualname__ == "DepthwiseConv.forward"
+
+
+def test_profile_categories(bench):
+    mod = bench("bench_profile")
+    assert mod.categorize("aten::addmm", None) == "GEMM" and mod.categorize("aten::addmm_", None) == "GEMM"
+    assert mod.categorize("aten::copy_", None) == "casts / copies" and mod.categorize("aten::relu_", None) == "activations"
+    assert mod.categorize("aten::_index_put_impl_", None) == "casts / copies"
+    assert mod.categorize("aten::native_layer_norm", None) == "normalisation"
+    assert mod.categorize("aten::_to_copy", None) == "casts / copies"
+    assert mod.categorize("graph_1_cpp_fused_gelu_view_2", None) == "compiled fused kernels"
+    assert mod.categorize("aten::mul", "depthwise conv") == "depthwise conv"
+    videos = [(f"v{i}", s, [5] * 60) for i, s in enumerate([300, 100, 900, 500, 700, 200])]
+    picked = mod.subset_shapes(videos, 3, 10)
+    assert [s for _, s, _ in picked] == [100, 300, 900] and all(len(t) == 10 for _, _, t in picked)
 
 
 def test_long_videos_quick(bench, tmp_path):
@@ -98,7 +128,8 @@ def test_tacos_compare_orders_ties_and_flags_differences(bench):
 def test_bf16_accuracy_quick(bench, tmp_path):
     data = bench("bench_bf16_accuracy").main(["--quick", "--threads", "1", "--max-videos", "3", "--out", str(tmp_path)])
     _files(tmp_path, "bf16_accuracy_quick")
-    assert data["queries"] > 0 and set(data["delta_points"]) >= {"R1@0.5", "R5@0.5"}
+    assert data["queries"] > 0 and set(data["delta_points"]) == {"bf16", "autocast"}
+    assert set(data["delta_points"]["bf16"]) >= {"R1@0.5", "R5@0.5"} and data["judged"] == "bf16"
 
 
 def test_fresh_process_worker(tmp_path):
@@ -136,7 +167,7 @@ def test_video_extraction_quick(bench, tmp_path):
 @pytest.mark.parametrize(
     "name",
     ["bench_tacos_test", "bench_long_videos", "bench_scaling", "bench_training_step", "bench_bf16_accuracy",
-     "bench_video_extraction"],
+     "bench_video_extraction", "bench_profile"],
 )
 def test_cuda_without_gpu_skips_cleanly(bench, name, tmp_path, monkeypatch, capsys):
     import torch
