@@ -159,7 +159,8 @@ def main(argv=None):
     rows_md = [[k, f"{fp[k]:.2f}", f"{bf[k]:.2f}", f"{deltas[k]:+.2f}"] for k in keys]
     md = C.markdown_table(["metric", "fp32", "bf16 autocast", "Δ (points)"], rows_md)
     md += (f"\n\nModel: {source}. Data: {dataset} [{split}], {queries} queries. The bf16 top-1 moment overlaps the fp32 one "
-           f"with tIoU ≥ 0.9 for {100 * agreement:.1f}% of the queries (mean tIoU {mean_iou:.3f}). Wall time fp32 {runs['fp32']['seconds']:.1f} s, bf16 "
+           f"with tIoU ≥ 0.9 for {100 * agreement:.1f}% of the queries (mean tIoU {mean_iou:.3f}). "
+           f"Wall time fp32 {runs['fp32']['seconds']:.1f} s, bf16 "
            f"{runs['bf16']['seconds']:.1f} s. Acceptance |ΔR1@0.5|, |ΔR5@0.5| ≤ {TOLERANCE_POINTS}: "
            f"{'PASS' if passed else 'FAIL — keep fp32 as the default'}.\n")
     if queries < 1000 and not args.quick:

@@ -154,7 +154,7 @@ def worker(args) -> None:
             video, text = _inputs(i, steps, tokens, args.seed, config)
             video, text = video.to(args.device), [q.to(args.device) for q in text]
 
-            def run():
+            def run(video=video, text=text):
                 if args.path == "baseline":
                     return _baseline_video(model, video, text)
                 if args.path == "bf16":
@@ -269,8 +269,6 @@ def main(argv=None) -> None:
         if p not in PATHS:
             parser.error(f"unknown path {p!r}")
 
-    import torch
-
     C.setup_torch(args.threads, args.seed)
     info = C.machine_info(device)
     load_before = C.load_average()
@@ -339,7 +337,8 @@ def main(argv=None) -> None:
                      f"{1000 * r['total_s'] / queries:.1f}", speedup, f"{r['peak_rss_mb'] / 1024:.2f}"])
     md = C.markdown_table(["path", "total (s)", "queries/s", "ms/query", "speed-up vs (c)", "peak RSS (GB)"], rows)
     md += (f"\n\n{len(videos)} videos ({min(steps)}–{max(steps)} steps), {queries} queries, random `{args.preset}` weights "
-           f"(seed {args.seed}); per video the median of {', '.join(f'{repeats[p]} ({p})' for p in paths)} run(s), summed. Source of shapes: {source}. "
+           f"(seed {args.seed}); per video the median of {', '.join(f'{repeats[p]} ({p})' for p in paths)} run(s), summed. "
+           f"Source of shapes: {source}. "
            f"Padding to {train_len} makes the baseline do {padded_work / valid_work:.2f}× the valid work "
            f"(query-weighted). The reference implementation needed {REFERENCE_SECONDS:.0f} s for this split on its CPU.\n")
     flops = results.get("baseline", {}).get("flops")

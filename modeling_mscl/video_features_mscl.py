@@ -341,7 +341,8 @@ class HFImageFeatureExtractor:
             model = cls.from_pretrained(s["name_or_path"], **kwargs)
         model.eval().to(self.device)
         if s["output"] == "image_embeds" and not hasattr(model, "visual_projection") and "WithProjection" not in type(model).__name__:
-            raise ValueError(f"output 'image_embeds' needs a model with a projection (e.g. CLIPVisionModelWithProjection), not {type(model).__name__}")
+            raise ValueError("output 'image_embeds' needs a model with a projection (e.g. CLIPVisionModelWithProjection), "
+                             f"not {type(model).__name__}")
         return model
 
     # -------------------------------------------------------------------------------------------------

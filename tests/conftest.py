@@ -12,8 +12,7 @@ import pytest
 
 if _fh_os.path.dirname(_fh_os.path.abspath(__file__)) not in _fh_sys.path:
     _fh_sys.path.insert(0, _fh_os.path.dirname(_fh_os.path.abspath(__file__)))
-from hub_server import DEFAULT_TOKEN as _FH_TOKEN  # noqa: E402
-from hub_server import FakeHubServer as _FakeHubServer  # noqa: E402
+from hub_server import DEFAULT_TOKEN as _FH_TOKEN, FakeHubServer as _FakeHubServer  # noqa: E402
 
 # Imported already (e.g. by a block above this one)? Then the env vars below come too late for them.
 _FH_PRELOADED = sorted(m for m in ("huggingface_hub", "datasets", "transformers") if m in _fh_sys.modules)

@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_mscl import PRESET_NAMES, MSCLConfig, MSCLForTemporalGrounding, post_process_grounding
+from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding, post_process_grounding
 from modeling_mscl.losses_mscl import draw_contrastive_queries
 from modeling_mscl.modeling_mscl import local_attention
+
 from conftest import tiny_config as base_tiny_config
 
 SNAG_PARAMS_M = {

@@ -19,6 +19,7 @@ from transformers import pipeline
 from modeling_mscl import MSCLForTemporalGrounding, MSCLGroundingPipeline, TimeMapping
 from modeling_mscl.processing_mscl import resample_to_fixed_length
 from modeling_mscl.text_embedding_mscl import basic_english_tokenize, load_word_vectors
+
 from conftest import tiny_config
 
 TASK = "video-temporal-grounding"

@@ -393,7 +393,8 @@ def test_failed_push_raises_and_leaves_the_previous_commit(fake_hub, trained_run
 
     fake_hub.fail_next("commit", status=500)
     n_commit_requests = len(_commit_requests(fake_hub))
-    with pytest.raises(PublishError, match=r"(?s)org/mscl-quickstart@main failed while committing.*Injected failure.*previous commit " + first.push.head):
+    with pytest.raises(PublishError, match=r"(?s)org/mscl-quickstart@main failed while committing.*Injected failure"
+                                           r".*previous commit " + first.push.head):
         publish_model(changed, "org/mscl-quickstart", verify=False)
     assert len(_commit_requests(fake_hub)) == n_commit_requests + 1  # it did reach the commit, which failed
     assert fake_hub.head("org/mscl-quickstart") == first.push.head

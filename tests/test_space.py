@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from demo_helpers import grounding_model, hub_sources, no_extractor_model, save_checkpoint
-from video_helpers import make_tiny_clip
-
 from modeling_mscl.hub.publish import PublishError, main as publish_main
 from modeling_mscl.hub.space import DEMO_FILES, SPACE_GRADIO_VERSION, publish_space, render_space
+
+from demo_helpers import grounding_model, hub_sources, no_extractor_model, save_checkpoint
+from video_helpers import make_tiny_clip
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NO_PACKAGE_IMPORT = textwrap.dedent(
