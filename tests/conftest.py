@@ -203,3 +203,26 @@ def trained_quickstart_run(tmp_path_factory):
 # ======================================================================================================
 # END training
 # ======================================================================================================
+
+
+# ======================================================================================================
+# BEGIN fast tier: `python -m pytest -m "not slow"` (docs/contributing.md)
+# ======================================================================================================
+# Fixtures that train: a test that requests one (directly or through another fixture) must carry the
+# `slow` mark, or the fast tier would silently spend minutes training in its setup.
+TRAINING_FIXTURES = ("trained_quickstart_run",)
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [item.nodeid for item in items
+                if set(TRAINING_FIXTURES) & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError(
+            f"these tests use a training fixture ({', '.join(TRAINING_FIXTURES)}) but are not marked "
+            "@pytest.mark.slow: " + ", ".join(unmarked)
+        )
+
+
+# ======================================================================================================
+# END fast tier
+# ======================================================================================================

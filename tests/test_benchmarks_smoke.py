@@ -101,6 +101,7 @@ def test_bf16_accuracy_quick(bench, tmp_path):
     assert data["queries"] > 0 and set(data["delta_points"]) >= {"R1@0.5", "R5@0.5"}
 
 
+@pytest.mark.slow
 def test_fresh_process_worker(tmp_path):
     """The real measurements run each configuration in a fresh process that reports its own peak RSS."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -113,6 +114,7 @@ def test_fresh_process_worker(tmp_path):
     assert result["in_process"] is False and result["peak_rss_mb"] >= result["start_rss_mb"] > 0
 
 
+@pytest.mark.slow
 def test_video_extraction_quick(bench, tmp_path):
     pytest.importorskip("av")
     data = bench("bench_video_extraction").main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])

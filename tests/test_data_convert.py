@@ -149,6 +149,7 @@ def test_real_charades_policy_drop_and_cli_subset(tmp_path, capsys):
     assert "features not found" in capsys.readouterr().err and not (tmp_path / "strict").exists()
 
 
+@pytest.mark.slow
 def test_cli_runs_as_module(tmp_path):
     """``python -m modeling_mscl.data.convert`` works end to end (one subprocess: imports are slow)."""
     ann = {"train": {"vA": {"fps": 10.0, "num_frames": 100, "annotations": [{"segment": [1.0, 4.0], "sentence": "a dog runs"}]}}}

@@ -70,6 +70,7 @@ def config(checkpoint):
     return json.loads((checkpoint / "config.json").read_text())
 
 
+@pytest.mark.slow
 def test_space_folder(config, tmp_path):
     clip = "openai/clip-vit-base-patch32"
     config = dict(config, video_feature_source=dict(config["video_feature_source"], name_or_path=clip),

@@ -22,7 +22,7 @@ from conftest import tiny_config, tiny_recipe
 B = 2  # videos per process
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]  # slow: DDP runs in subprocesses
 
 
 def _config():

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = str(REPO / "train_scripts" / "run.py")
 MAX_STEPS = 24
 SAVE_STEPS = 8
+pytestmark = pytest.mark.slow  # trains in subprocesses
 
 
 @pytest.fixture(scope="module")
