@@ -181,7 +181,7 @@ def worker(args):
     model = model.to(args.device)
     use_compile = False if args.no_compile else (True if args.compile else None)
     inputs = []
-    for i, (vid, steps, tokens) in enumerate(videos):
+    for i, (_vid, steps, tokens) in enumerate(videos):
         video, text = TT._inputs(i, steps, tokens, args.seed, config)
         inputs.append((video.to(args.device), [q.to(args.device) for q in text]))
 

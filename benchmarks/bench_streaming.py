@@ -37,10 +37,9 @@ from typing import Any, Callable, Dict, Iterable, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import _common  # noqa: E402  (adds the repo to sys.path)
-
 import numpy as np  # noqa: E402
 
+import _common  # noqa: E402  (adds the repo to sys.path)
 
 SIZES = {
     # name: (T, D, rows, text tokens, queries per video)
@@ -58,7 +57,8 @@ def make_rows(T: int, D: int, n: int, tokens: int, n_queries: int, text_dim: int
             "video_id": f"v{i:04d}", "duration": duration, "fps": 1.0, "clip_size": 1.0, "clip_stride": 1.0, "downsample_rate": 1,
             "video_features": rng.standard_normal((T, D), dtype=np.float32),
             "queries": [
-                {"query_id": f"v{i:04d}_{k}", "sentence": "a person opens the door", "text_features": rng.standard_normal((tokens, text_dim), dtype=np.float32),
+                {"query_id": f"v{i:04d}_{k}", "sentence": "a person opens the door",
+                 "text_features": rng.standard_normal((tokens, text_dim), dtype=np.float32),
                  "start": duration * k / (n_queries + 1), "end": duration * (k + 1) / (n_queries + 1)}
                 for k in range(n_queries)
             ],
@@ -170,7 +170,8 @@ def main(argv=None) -> Dict[str, Any]:
         for name, (T, D, n, tokens, nq) in sizes.items():
             path = os.path.join(tmp_root, name)
             t0 = time.perf_counter()
-            meta = write_grounding_dataset(make_rows(T, D, n, tokens, nq, text_dim, args.seed), path, "train", D, text_dim, compression=args.compression)
+            meta = write_grounding_dataset(make_rows(T, D, n, tokens, nq, text_dim, args.seed), path, "train", D, text_dim,
+                                           compression=args.compression)
             write_s = time.perf_counter() - t0
             feature_mb = n * T * D * 4 / 2**20
             disk_mb = sum(os.path.getsize(os.path.join(path, s["file"])) for s in meta["shards"]) / 2**20
@@ -178,9 +179,10 @@ def main(argv=None) -> Dict[str, Any]:
             map_ds = load_grounding_dataset(path, "train", streaming=False, cache_dir=os.path.join(tmp_root, "hf-cache"))
 
             paths = {
-                "hf-numpy": (lambda: iter(datasets.load_dataset("parquet", data_files={"train": files}, split="train", streaming=True).with_format("numpy")), touch_hf),
-                "mscl-datasets": (lambda: iter(load_grounding_dataset(path, "train", shuffle_buffer=None)), touch_mscl),
-                "mscl-map": (lambda: iter(map_ds), touch_mscl),
+                "hf-numpy": (lambda files=files: iter(datasets.load_dataset(
+                    "parquet", data_files={"train": files}, split="train", streaming=True).with_format("numpy")), touch_hf),
+                "mscl-datasets": (lambda path=path: iter(load_grounding_dataset(path, "train", shuffle_buffer=None)), touch_mscl),
+                "mscl-map": (lambda map_ds=map_ds: iter(map_ds), touch_mscl),
             }
             for label, (make_iter, touch) in paths.items():
                 timed_pass(make_iter, touch)  # warm-up (imports, page cache)

@@ -165,7 +165,7 @@ def valid_flops(config, videos, seed: int = 0, device: str = "cpu"):
     model = MSCLForTemporalGrounding(config).eval().to(device)
     enc_total = query_total = 0
     with torch.no_grad():
-        for i, (_, steps, tokens) in enumerate(videos):
+        for _i, (_, steps, tokens) in enumerate(videos):
             video = torch.zeros(1, steps, config.video_input_dim, device=device)
             vmask = torch.ones(1, steps, dtype=torch.bool, device=device)
             with FlopCounterMode(display=False) as counter:
@@ -369,7 +369,6 @@ def main(argv=None) -> None:
         if p not in PATHS:
             parser.error(f"unknown path {p!r}")
 
-    import torch
 
     C.setup_torch(args.threads, args.seed)
     info = C.machine_info(device)
@@ -454,7 +453,8 @@ def main(argv=None) -> None:
     md = C.markdown_table(["path", "total (s)", "queries/s", "ms/query", "speed-up vs (c)", "speed-up vs (b')",
                            "floor / time", "peak RSS (GB)", "warm-up (s)"], rows)
     md += (f"\n\n{len(videos)} videos ({min(steps)}–{max(steps)} steps), {queries} queries, random `{args.preset}` weights "
-           f"(seed {args.seed}); per video the median of {', '.join(f'{repeats[p]} ({p})' for p in paths)} run(s), summed. Source of shapes: {source}. "
+           f"(seed {args.seed}); per video the median of {', '.join(f'{repeats[p]} ({p})' for p in paths)} run(s), "
+           f"summed. Source of shapes: {source}. "
            f"Padding to {train_len} makes the baseline do {padded_work / valid_work:.2f}× the valid work "
            f"(query-weighted). The reference implementation needed {REFERENCE_SECONDS:.0f} s for this split on its CPU.\n")
     flops = results.get("baseline", {}).get("flops")

@@ -44,20 +44,21 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="mscl-screenshot-"))
     os.environ.setdefault("MSCL_DEMO_EXAMPLES", str(work / "examples"))
 
-    from demo_helpers import chromium_page, chromium_path, free_port, image_stats, wait_for_http
-
     from modeling_mscl.demo import GroundingDemo, build_demo, launch_kwargs
+
+    from demo_helpers import chromium_page, chromium_path, free_port, image_stats, wait_for_http
 
     chromium = args.chromium or chromium_path()
     if chromium is None:
         print("error: no Chromium found (apt-get install chromium, or pass --chromium)", file=sys.stderr)
         return 2
     if args.tiny:
-        from demo_helpers import grounding_model
         from transformers import pipeline
-        from video_helpers import make_tiny_clip
 
         from modeling_mscl.demo.examples import ensure_example_videos
+
+        from demo_helpers import grounding_model
+        from video_helpers import make_tiny_clip
 
         clip = make_tiny_clip(work / "tiny-clip")
         pipe = pipeline("video-temporal-grounding", model=grounding_model(clip), video_cache_dir=str(work / "cache"))

@@ -18,8 +18,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from .configuration_mscl import PRESET_NAMES, MSCLConfig
 from .losses_mscl import MSCLLoss
 from .modeling_mscl import MSCLForTemporalGrounding, MSCLOutput, MSCLPreTrainedModel
-from .pipeline_mscl import TASK_NAME as _PIPELINE_TASK
-from .pipeline_mscl import MSCLGroundingPipeline
+from .pipeline_mscl import TASK_NAME as _PIPELINE_TASK, MSCLGroundingPipeline
 from .processing_mscl import TimeMapping, post_process_grounding, resample_to_fixed_length
 from .video_features_mscl import clear_video_feature_cache, extract_video_features
 

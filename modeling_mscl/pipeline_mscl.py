@@ -430,7 +430,11 @@ class MSCLGroundingPipeline(Pipeline):
     def video_extractor(self):
         """The frame-feature extractor (built on first use from :attr:`video_feature_source`)."""
         if self._video_extractor is None:
-            from .video_features_mscl import build_video_extractor, check_video_source_matches_config, normalize_video_feature_source
+            from .video_features_mscl import (
+                build_video_extractor,
+                check_video_source_matches_config,
+                normalize_video_feature_source,
+            )
 
             cfg = self.model.config
             source = normalize_video_feature_source(self.video_feature_source)

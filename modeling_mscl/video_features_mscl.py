@@ -492,7 +492,8 @@ class HFImageFeatureExtractor:
         if s["dtype"] != "float32" and s["dtype_mode"] == "weights":
             model.to(DTYPES[s["dtype"]])
         if s["output"] == "image_embeds" and not hasattr(model, "visual_projection") and "WithProjection" not in type(model).__name__:
-            raise ValueError(f"output 'image_embeds' needs a model with a projection (e.g. CLIPVisionModelWithProjection), not {type(model).__name__}")
+            raise ValueError("output 'image_embeds' needs a model with a projection (e.g. CLIPVisionModelWithProjection), "
+                             f"not {type(model).__name__}")
         return model
 
     # -------------------------------------------------------------------------------------------------

@@ -12,8 +12,7 @@ import pytest
 
 if _fh_os.path.dirname(_fh_os.path.abspath(__file__)) not in _fh_sys.path:
     _fh_sys.path.insert(0, _fh_os.path.dirname(_fh_os.path.abspath(__file__)))
-from hub_server import DEFAULT_TOKEN as _FH_TOKEN  # noqa: E402
-from hub_server import FakeHubServer as _FakeHubServer  # noqa: E402
+from hub_server import DEFAULT_TOKEN as _FH_TOKEN, FakeHubServer as _FakeHubServer  # noqa: E402
 
 # Imported already (e.g. by a block above this one)? Then the env vars below come too late for them.
 _FH_PRELOADED = sorted(m for m in ("huggingface_hub", "datasets", "transformers") if m in _fh_sys.modules)
@@ -203,4 +202,27 @@ def trained_quickstart_run(tmp_path_factory):
 
 # ======================================================================================================
 # END training
+# ======================================================================================================
+
+
+# ======================================================================================================
+# BEGIN fast tier: `python -m pytest -m "not slow"` (docs/contributing.md)
+# ======================================================================================================
+# Fixtures that train: a test that requests one (directly or through another fixture) must carry the
+# `slow` mark, or the fast tier would silently spend minutes training in its setup.
+TRAINING_FIXTURES = ("trained_quickstart_run",)
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [item.nodeid for item in items
+                if set(TRAINING_FIXTURES) & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError(
+            f"these tests use a training fixture ({', '.join(TRAINING_FIXTURES)}) but are not marked "
+            "@pytest.mark.slow: " + ", ".join(unmarked)
+        )
+
+
+# ======================================================================================================
+# END fast tier
 # ======================================================================================================

@@ -112,10 +112,10 @@ def grounding_model(clip_dir, seed: int = 3, **overrides):
     whose sentences go through the tiny CLIP's text tower; weights perturbed so scores spread out."""
     import torch
 
+    from modeling_mscl import MSCLForTemporalGrounding
+
     from conftest import tiny_config
     from video_helpers import clip_source
-
-    from modeling_mscl import MSCLForTemporalGrounding
 
     values = dict(
         video_input_dim=16, text_input_dim=16, fps=5.0, clip_size=1, clip_stride=1,
@@ -146,9 +146,9 @@ def no_extractor_model(seed: int = 5):
     """A tiny model whose features are TACoS's C3D ones: no Hugging Face extractor."""
     import torch
 
-    from conftest import tiny_config
-
     from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding
+
+    from conftest import tiny_config
 
     source = MSCLConfig.from_preset("tacos_c3d").video_feature_source
     torch.manual_seed(seed)

@@ -13,8 +13,9 @@ from a daemon thread, speaking enough of the Hub API for `huggingface_hub` (2.x,
   (``POST /[{type}s/]{repo}.git/info/lfs/objects/batch``, a pre-signed ``PUT`` per object, ``verify``).
 
 Model, dataset and space repos are all supported (a space needs an ``sdk`` when it is created, and a commit
-that gives it a README.md without valid Space metadata — ``sdk``, a gradio ``sdk_version`` — is refused). Commits are immutable snapshots with unique 40-hex shas;
-branches (``main`` plus any created) and tags point at them. A new repo starts, like on the Hub, with one
+that gives it a README.md without valid Space metadata — ``sdk``, a gradio ``sdk_version`` — is refused).
+Commits are immutable snapshots with unique 40-hex shas; branches (``main`` plus any created) and tags point at
+them. A new repo starts, like on the Hub, with one
 commit holding a ``.gitattributes`` that routes the usual binary suffixes (``*.safetensors``, ``*.parquet``,
 ``*.bin``, ...) to LFS.
 
@@ -69,7 +70,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import MappingProxyType
 from typing import Any, Mapping
 from urllib.parse import parse_qs, quote, unquote, urlsplit
-
 
 __all__ = ["FakeHub", "FakeHubServer", "HubCommit", "HubError", "FAILURE_KINDS", "DEFAULT_TOKEN"]
 

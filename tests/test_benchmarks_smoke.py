@@ -132,6 +132,7 @@ def test_bf16_accuracy_quick(bench, tmp_path):
     assert set(data["delta_points"]["bf16"]) >= {"R1@0.5", "R5@0.5"} and data["judged"] == "bf16"
 
 
+@pytest.mark.slow
 def test_fresh_process_worker(tmp_path):
     """The real measurements run each configuration in a fresh process that reports its own peak RSS."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -144,6 +145,7 @@ def test_fresh_process_worker(tmp_path):
     assert result["in_process"] is False and result["peak_rss_mb"] >= result["start_rss_mb"] > 0
 
 
+@pytest.mark.slow
 def test_video_extraction_quick(bench, tmp_path):
     pytest.importorskip("av")
     data = bench("bench_video_extraction").main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])

@@ -8,6 +8,7 @@ import torch
 from modeling_mscl import PRESET_NAMES, MSCLConfig, MSCLForTemporalGrounding
 from modeling_mscl.configuration_mscl import LEGACY_RECIPE_KEYS, load_preset
 from modeling_mscl.training.recipe import RECIPE_FIELDS, TrainingRecipe
+
 from conftest import TINY_MODEL, tiny_config
 
 # (preset, field, value) spot checks against the SnAG notes §9 table

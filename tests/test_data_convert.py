@@ -14,8 +14,8 @@ import torch
 from modeling_mscl.configuration_mscl import MSCLConfig
 from modeling_mscl.data.convert import (
     ArrayFeatures,
-    expected_num_features,
     convert,
+    expected_num_features,
     main,
     read_annotations,
 )
@@ -139,7 +139,8 @@ def test_real_charades_policy_drop_and_cli_subset(tmp_path, capsys):
     assert summary["counts"]["clipped_end"] == clipped > 0
     assert summary["counts"]["videos_dropped_missing_features"] == 1
     assert summary["examples"]["videos_dropped_missing_features"] == [parsed.videos[-1].video_id]
-    assert main(common + ["--output", str(tmp_path / "drop"), "--split", "train", "--policy", "drop", "--summary-json", str(tmp_path / "d.json")]) == 0
+    assert main(common + ["--output", str(tmp_path / "drop"), "--split", "train", "--policy", "drop",
+                          "--summary-json", str(tmp_path / "d.json")]) == 0
     dropped = json.loads((tmp_path / "d.json").read_text())["counts"]
     assert dropped["dropped_out_of_range"] == clipped and dropped.get("clipped_end", 0) == 0
     assert dropped["queries_out"] == summary["counts"]["queries_out"] - clipped
@@ -148,6 +149,7 @@ def test_real_charades_policy_drop_and_cli_subset(tmp_path, capsys):
     assert "features not found" in capsys.readouterr().err and not (tmp_path / "strict").exists()
 
 
+@pytest.mark.slow
 def test_cli_runs_as_module(tmp_path):
     """``python -m modeling_mscl.data.convert`` works end to end (one subprocess: imports are slow)."""
     ann = {"train": {"vA": {"fps": 10.0, "num_frames": 100, "annotations": [{"segment": [1.0, 4.0], "sentence": "a dog runs"}]}}}
@@ -231,7 +233,8 @@ def test_mad_hdf5(tmp_path):
 
 def _ego4d_json():
     def q(s, e, text):
-        return {"clip_start_sec": s, "clip_end_sec": e, "video_start_sec": s + 100, "video_end_sec": e + 100, "template": "T", "query": text}
+        return {"clip_start_sec": s, "clip_end_sec": e, "video_start_sec": s + 100, "video_end_sec": e + 100,
+                "template": "T", "query": text}
 
     return {
         "version": "v2",
@@ -239,10 +242,12 @@ def _ego4d_json():
             {
                 "video_uid": "VID", "clips": [
                     {"clip_uid": "clipA", "video_start_sec": 100.0, "video_end_sec": 130.0, "clip_start_sec": 0.0, "clip_end_sec": 30.0,
-                     "annotations": [{"annotation_uid": "annA", "language_queries": [q(1.0, 2.0, "where is the cup?"), q(5.0, 9.0, None)]}]},
+                     "annotations": [{"annotation_uid": "annA",
+                                      "language_queries": [q(1.0, 2.0, "where is the cup?"), q(5.0, 9.0, None)]}]},
                     {"clip_uid": "clipB", "video_start_sec": 200.0, "video_end_sec": 216.0, "clip_start_sec": 0.0, "clip_end_sec": 16.0,
                      "annotations": [{"language_queries": [q(3.0, 20.0, "what did I put in the fridge?")]}]},
-                    {"clip_uid": "clipC", "video_start_sec": 300.0, "video_end_sec": 310.0, "clip_start_sec": 0.0, "clip_end_sec": 10.0, "annotations": []},
+                    {"clip_uid": "clipC", "video_start_sec": 300.0, "video_end_sec": 310.0, "clip_start_sec": 0.0, "clip_end_sec": 10.0,
+                     "annotations": []},
                 ],
             }
         ],
@@ -258,7 +263,8 @@ def test_ego4d_nlq_clip_and_video_level_features(tmp_path):
     video = rng.standard_normal((800, DIM)).astype(np.float32)  # video-level, 30 fps / stride 16
     np.save(feats / "clipA.npy", clip_a)
     torch.save(torch.from_numpy(video), feats / "VID.pt")
-    s = convert("ego4d-nlq", str(tmp_path / "nlq_val.json"), str(feats), str(tmp_path / "ds"), "val", preset="ego4d_slowfast_bert", progress=False)
+    s = convert("ego4d-nlq", str(tmp_path / "nlq_val.json"), str(feats), str(tmp_path / "ds"), "val",
+                preset="ego4d_slowfast_bert", progress=False)
     assert s["videos_in"] == 3 and s["ego4d_clips_without_queries"] == 1 and s["videos_dropped_no_queries"] == 1
     assert s["dropped_empty_sentence"] == 1 and s["clipped_end"] == 1 and s["queries_out"] == 2
     rows = {r["video_id"]: r for r in load_grounding_dataset(tmp_path / "ds", "val", streaming=False)}
@@ -381,7 +387,8 @@ def test_segments_outside_the_video(tmp_path):
     vf = {"v": np.zeros((10, DIM), np.float32)}
     kw = dict(clip_size=1, clip_stride=1, text_dim=4, progress=False)
     s = convert("snag", str(tmp_path / "a.json"), vf, str(tmp_path / "c"), "train", **kw)
-    assert (s["clipped_start"], s["clipped_end"], s["dropped_outside_video"], s["dropped_inverted"], s["clipped_float_noise"]) == (1, 2, 1, 1, 1)
+    assert (s["clipped_start"], s["clipped_end"], s["dropped_outside_video"], s["dropped_inverted"],
+            s["clipped_float_noise"]) == (1, 2, 1, 1, 1)
     assert s["queries_out"] == 4
     s = convert("snag", str(tmp_path / "a.json"), vf, str(tmp_path / "d"), "train", policy="drop", **kw)
     assert (s["dropped_out_of_range"], s["dropped_inverted"], s["clipped_float_noise"], s["queries_out"]) == (3, 1, 1, 2)

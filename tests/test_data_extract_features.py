@@ -14,11 +14,11 @@ import pytest
 
 pytest.importorskip("av")
 
-from video_helpers import clip_source, make_tiny_clip, truncate_half, write_video  # noqa: E402
-
 import modeling_mscl.video_processing_mscl as vp  # noqa: E402
 from modeling_mscl.data.extract_features import find_videos, main, read_manifest  # noqa: E402
 from modeling_mscl.video_features_mscl import extract_video_features  # noqa: E402
+
+from video_helpers import clip_source, make_tiny_clip, truncate_half, write_video  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -30,7 +30,8 @@ def make_rows(n, seed=0):
                 "video_id": f"vid{i:03d}", "duration": float(T), "fps": 1.0, "clip_size": 1.0, "clip_stride": 1.0,
                 "downsample_rate": 1, "video_features": rng.standard_normal((T, DV)).astype(np.float32),
                 "queries": [
-                    {"query_id": f"vid{i:03d}_{k}", "sentence": "a person walks", "text_features": rng.standard_normal((2, DT)).astype(np.float32),
+                    {"query_id": f"vid{i:03d}_{k}", "sentence": "a person walks",
+                     "text_features": rng.standard_normal((2, DT)).astype(np.float32),
                      "start": 0.5 * k, "end": 0.5 * k + 1.0}
                     for k in range(1 + i % 3)
                 ],

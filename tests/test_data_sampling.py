@@ -21,6 +21,7 @@ from modeling_mscl.data.sampling import (
     worst_case_window_seconds,
 )
 from modeling_mscl.training.recipe import TrainingRecipe
+
 from conftest import tiny_config, tiny_recipe
 
 # (preset, fps, clip_size, clip_stride, downsample_rate, raw-length range) of dataset-like rows.

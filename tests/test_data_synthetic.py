@@ -20,6 +20,7 @@ from modeling_mscl.data.synthetic import (
     synthetic_rows,
     trivial_baseline,
 )
+
 from conftest import tiny_config, tiny_recipe
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -14,14 +14,14 @@ import pytest
 
 pytest.importorskip("av")
 
-from demo_helpers import grounding_model, no_extractor_model, rows_of  # noqa: E402
-from video_helpers import make_tiny_clip, read_index, write_video  # noqa: E402
-
 import modeling_mscl.video_processing_mscl as vp  # noqa: E402
 from modeling_mscl.demo import DemoInputError, GroundingDemo  # noqa: E402
 from modeling_mscl.demo.examples import EXAMPLES, ensure_example_videos, render_frame  # noqa: E402
 from modeling_mscl.demo.frames import frames_at  # noqa: E402
 from modeling_mscl.demo.render import answer_html, fmt_score, fmt_seconds, message_html  # noqa: E402
+
+from demo_helpers import grounding_model, no_extractor_model, rows_of  # noqa: E402
+from video_helpers import make_tiny_clip, read_index, write_video  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TASK = "video-temporal-grounding"
@@ -260,7 +260,7 @@ def test_shapes_demo_grounds_its_example_clips(tmp_path):
     assert [os.stat(p).st_mtime_ns for p, *_ in shapes_demo_examples(str(tmp_path / "ex"))] == \
         [os.stat(p).st_mtime_ns for p, *_ in examples]  # written once
     hits = total = 0
-    for path, text, label, spec in examples:
+    for path, text, _label, spec in examples:
         answer = demo.ground(path, text, top_k=1)
         assert [r["query"] for r in answer.results] == text.splitlines()
         assert answer.duration == pytest.approx(spec["duration"], abs=0.11)

@@ -22,6 +22,8 @@ import pytest
 
 pytest.importorskip("av")
 
+import modeling_mscl.video_processing_mscl as vp  # noqa: E402
+
 from demo_helpers import (  # noqa: E402
     browser_or_skip,
     chromium_page,
@@ -35,8 +37,6 @@ from demo_helpers import (  # noqa: E402
     wait_for_http,
 )
 from video_helpers import make_tiny_clip  # noqa: E402
-
-import modeling_mscl.video_processing_mscl as vp  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 TASK = "video-temporal-grounding"

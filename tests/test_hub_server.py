@@ -359,6 +359,7 @@ def test_transformers_push_and_from_pretrained(fake_hub):
         assert torch.equal(a, b), name
 
 
+@pytest.mark.slow
 def test_fresh_subprocess_uses_same_server(fake_hub):
     fake_hub.seed("org/model", {"hello.txt": b"from the fake hub"})
     code = (

@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_mscl import PRESET_NAMES, MSCLConfig, MSCLForTemporalGrounding, post_process_grounding
+from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding, post_process_grounding
 from modeling_mscl.losses_mscl import draw_contrastive_queries
 from modeling_mscl.modeling_mscl import local_attention
+
 from conftest import tiny_config as base_tiny_config
 
 SNAG_PARAMS_M = {
@@ -161,6 +162,7 @@ def _valid_outputs(out, n_valid_levels):
     return [(lg[:, :n], of[:, :n]) for lg, of, n in zip(out.logits, out.offsets, n_valid_levels)]
 
 
+@pytest.mark.slow
 def test_outputs_at_valid_positions_do_not_depend_on_padding():
     cfg = tiny_config(max_video_length=512)
     model = MSCLForTemporalGrounding(cfg).eval()
@@ -184,6 +186,7 @@ def test_outputs_at_valid_positions_do_not_depend_on_padding():
         assert torch.allclose(oa, ob, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_ground_matches_forward_and_does_not_depend_on_padding():
     cfg = tiny_config()
     model = MSCLForTemporalGrounding(cfg).eval()
@@ -203,6 +206,7 @@ def test_ground_matches_forward_and_does_not_depend_on_padding():
         assert torch.all(moment[:-1, 2] >= moment[1:, 2])  # sorted by score
 
 
+@pytest.mark.slow
 def test_ground_batched_queries_equal_one_at_a_time():
     cfg = tiny_config()
     model = MSCLForTemporalGrounding(cfg).eval()
@@ -314,6 +318,7 @@ def test_contrastive_only_gradients_stay_in_video_encoder():
             assert g is None or float(g.abs().sum()) == 0.0, name
 
 
+@pytest.mark.slow
 def test_all_terms_give_finite_gradients_everywhere():
     cfg = tiny_config()
     model = MSCLForTemporalGrounding(cfg).train()
@@ -326,6 +331,7 @@ def test_all_terms_give_finite_gradients_everywhere():
     assert sum(float(p.grad.abs().sum()) for p in model.parameters()) > 0
 
 
+@pytest.mark.slow
 def test_activation_checkpointing_gives_the_same_loss_and_gradients():
     # with dropout and drop-path on: the recompute must replay the same random masks
     cfg = tiny_config(hidden_dropout=0.1, drop_path=0.1)
@@ -486,6 +492,7 @@ def test_ground_bad_input():
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_with_position_encoding(tmp_path):
     cfg = base_tiny_config()
     assert cfg.video_use_abs_pe and cfg.text_use_abs_pe
@@ -509,6 +516,7 @@ def test_save_load_round_trip_with_position_encoding(tmp_path):
     assert config["auto_map"]["AutoModel"].endswith("MSCLForTemporalGrounding")
 
 
+@pytest.mark.slow
 def test_fresh_process_loads_with_trust_remote_code(tmp_path):
     cfg = base_tiny_config()
     model = MSCLForTemporalGrounding(cfg).eval()

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import modeling_mscl.modeling_mscl as M
 from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding
 from modeling_mscl.processing_mscl import post_process_grounding
+
 from conftest import tiny_config as _tiny_config
 
 ATOL = 2e-5  # float32 rounding of the re-associated sums (outputs are O(1))

@@ -13,6 +13,7 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+pytestmark = pytest.mark.slow  # executes the notebook in a Jupyter kernel (a subprocess)
 
 
 def _ensure_python3_kernel():
@@ -61,7 +62,6 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     assert "loaded the" not in text
 
 
-@pytest.mark.slow
 def test_quickstart_notebook_uses_the_quickstart_run(trained_quickstart_run, tmp_path, monkeypatch):
     """With the Quickstart run's folder at outputs/mscl-quickstart (as `python train_scripts/run.py` leaves it),
     the notebook grounds with that checkpoint and reports its training steps and recall."""

@@ -19,6 +19,7 @@ from transformers import pipeline
 from modeling_mscl import MSCLForTemporalGrounding, MSCLGroundingPipeline, TimeMapping
 from modeling_mscl.processing_mscl import resample_to_fixed_length
 from modeling_mscl.text_embedding_mscl import basic_english_tokenize, load_word_vectors
+
 from conftest import tiny_config
 
 TASK = "video-temporal-grounding"
@@ -186,6 +187,7 @@ def test_fixed_length_maps_back_with_the_per_video_stride(data):
 # ----------------------------------------------------------------------------------------------------
 # portability: a saved folder runs in a fresh process without the package
 # ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fresh_process_loads_saved_pipeline_without_the_package(pipe, model, data, tmp_path):
     video, queries = data
     folder = tmp_path / "checkpoint"
@@ -232,6 +234,7 @@ def test_fresh_process_loads_saved_pipeline_without_the_package(pipe, model, dat
 # ----------------------------------------------------------------------------------------------------
 # sentence encoders
 # ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_minilm_sentences_match_hand_computed_token_features(data):
     from transformers import AutoModel, AutoTokenizer
 
@@ -378,6 +381,7 @@ def test_clip_text_tokens_layout_projects_every_token(tmp_path, data):
     _assert_same(pipe(data[0], sentence), pipe(data[0], feats.numpy()), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_generator_of_videos_streams_results(pipe, data):
     video, queries = data
     stream = pipe({"video": video[: 60 + 20 * i], "queries": queries[:2]} for i in range(3))

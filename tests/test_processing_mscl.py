@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
-
 from modeling_mscl.processing_mscl import TimeMapping, fixed_length_clip_size, resample_to_fixed_length
+
+from conftest import tiny_config
 
 
 def test_feature_index_formulas_of_the_snag_notes():
@@ -144,11 +144,13 @@ def test_shared_input_checks_name_the_problem():
     cases = [
         (lambda: validate_video_features(torch.zeros(0, 32), config, source=" (from 'v.npy')"), r"empty.*from 'v\.npy'"),
         (lambda: validate_video_features(torch.zeros(32), config), r"2-D \(T, 32\)"),
-        (lambda: validate_video_features(torch.zeros(5, 31), config), "video feature dimension is 31 but the model expects video_input_dim=32"),
+        (lambda: validate_video_features(torch.zeros(5, 31), config),
+         "video feature dimension is 31 but the model expects video_input_dim=32"),
         (lambda: validate_video_features(torch.tensor([[float("nan")] * 32]), config), "NaN or inf"),
         (lambda: validate_query_features(torch.zeros(3), config, 2), r"query 2: token features must be a 2-D \(L, 32\)"),
         (lambda: validate_query_features(torch.zeros(0, 32), config, 1), r"query 1 is empty \(zero tokens\)"),
-        (lambda: validate_query_features(torch.zeros(3, 8), config, 0), "text feature dimension is 8 but the model expects text_input_dim=32"),
+        (lambda: validate_query_features(torch.zeros(3, 8), config, 0),
+         "text feature dimension is 8 but the model expects text_input_dim=32"),
         (lambda: validate_query_features(torch.full((3, 32), float("inf")), config, 4), "query 4: token features contain NaN or inf"),
         (lambda: as_feature_tensor(np.array(["a", "b"]), "video features"), "must be numeric"),
         (lambda: as_feature_tensor([[1.0, 2.0], [3.0]], "query 0: token features"), "numeric array"),

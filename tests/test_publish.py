@@ -210,6 +210,7 @@ def test_installed_copy_of_the_templates_is_found(tmp_path, monkeypatch):
     assert "not evaluated" in str(render_model_card("quickstart")).lower()
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_card_templates(tmp_path):
     """setup.py's build_py copies hub_cards/ into modeling_mscl/hub/cards/ of the wheel (package data)."""
     pytest.importorskip("setuptools", reason="building a wheel without isolation needs setuptools installed")
@@ -297,6 +298,7 @@ def _fresh_env():
     return env
 
 
+@pytest.mark.slow
 def test_publish_quickstart_checkpoint_and_load_it_without_the_package(fake_hub, trained_run, tmp_path):
     assert importlib.util.find_spec("modeling_mscl.pipeline_mscl") is not None
     result = publish_model(trained_run, "org/mscl-quickstart", verify=False)
@@ -393,7 +395,8 @@ def test_failed_push_raises_and_leaves_the_previous_commit(fake_hub, trained_run
 
     fake_hub.fail_next("commit", status=500)
     n_commit_requests = len(_commit_requests(fake_hub))
-    with pytest.raises(PublishError, match=r"(?s)org/mscl-quickstart@main failed while committing.*Injected failure.*previous commit " + first.push.head):
+    with pytest.raises(PublishError, match=r"(?s)org/mscl-quickstart@main failed while committing.*Injected failure"
+                                           r".*previous commit " + first.push.head):
         publish_model(changed, "org/mscl-quickstart", verify=False)
     assert len(_commit_requests(fake_hub)) == n_commit_requests + 1  # it did reach the commit, which failed
     assert fake_hub.head("org/mscl-quickstart") == first.push.head
@@ -558,6 +561,7 @@ def test_dataset_push_then_stream_back_row_for_row(fake_hub, tmp_path):
 # --------------------------------------------------------------------------------------------------
 # the real trainer's output folder (a few steps of the default run) exports as the tests above assume
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_export_of_a_real_training_run(tmp_path):
     if importlib.util.find_spec("modeling_mscl.training.experiment") is None:
         pytest.skip("modeling_mscl.training (the trainer) is not in this checkout")

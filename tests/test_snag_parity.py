@@ -264,6 +264,7 @@ def _max_err(a, b, mask):
     return (a - b)[mask].abs().max().item() if bool(mask.any()) else 0.0
 
 
+@pytest.mark.slow
 def test_config_from_snag_opt_matches_fixture(snag):
     meta, model = snag["meta"], snag["model"]
     config, derived = model.config, snag["meta"]["derived"]
@@ -285,6 +286,7 @@ def test_config_from_snag_opt_matches_fixture(snag):
         nms["sigma"], nms["min_score"], nms["max_num_segs"], nms["voting_thresh"])
 
 
+@pytest.mark.slow
 def test_converted_folders(snag):
     """Both checkpoint formats give the same folder contents; EMA weights by default; code travels."""
     a, b = (load_file(str(snag["dirs"][k] / "model.safetensors")) for k in ("safetensors", "pth"))
@@ -308,6 +310,7 @@ def test_converted_folders(snag):
     torch.testing.assert_close(raw.video_encoder.embed_proj.bias, w["vid_net.embd_fc.conv.bias"] + 1.0, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_backbone_parity(snag, batched):
     io, out, config = snag["io"], batched, snag["model"].config
     tmask = io["out.text_mask"][:, 0]
@@ -325,6 +328,7 @@ def test_backbone_parity(snag, batched):
         assert _max_err(out.offsets[level], io[f"out.reg_offsets.{level}"], hmask) <= 1e-5
 
 
+@pytest.mark.slow
 def test_label_assignment_exact(snag):
     io, config = snag["io"], snag["model"].config
     lengths = snag["meta"]["derived"]["level_lengths"]
@@ -338,6 +342,7 @@ def test_label_assignment_exact(snag):
         torch.testing.assert_close(targets[level], io[f"train.reg_targets.{level}"], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_loss_sums(snag, batched):
     losses, out = snag["meta"]["losses"], batched
     norm = float(snag["model"].loss_normalizer)
@@ -350,6 +355,7 @@ def test_loss_sums(snag, batched):
     assert float(out.loss_within) == 0.0 and float(out.loss_cross) == 0.0
 
 
+@pytest.mark.slow
 def test_predictions_one_video_path(snag):
     """``ground`` (one video, all its queries) vs SnAG's Evaluator.predict, in grid units and seconds."""
     io, model, meta = snag["io"], snag["model"], snag["meta"]
@@ -371,6 +377,7 @@ def test_predictions_one_video_path(snag):
             torch.testing.assert_close(seconds, io[f"out.pred.{q}.segments"], rtol=0, atol=1e-3 * stride)
 
 
+@pytest.mark.slow
 def test_batched_and_per_query_heads_vs_predict_path(snag, batched):
     """SnAG's per-query inference heads (video alone, unpadded text) vs our batched forward and our
     per-query staged path."""
@@ -464,6 +471,7 @@ def test_bad_checkpoint_writes_nothing(tiny, case):
     assert sorted(p.name for p in tmp.iterdir()) == ["ckpt.pth"]  # no temporary folder left behind
 
 
+@pytest.mark.slow
 def test_cli_error_exit_and_existing_output(tiny):
     opt, weights, tmp = tiny
     ckpt, opt, match = _bad_checkpoint("shape_mismatch", opt, weights, tmp)

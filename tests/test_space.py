@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from demo_helpers import grounding_model, hub_sources, no_extractor_model, save_checkpoint
-from video_helpers import make_tiny_clip
-
 from modeling_mscl.hub.publish import PublishError, main as publish_main
 from modeling_mscl.hub.space import DEMO_FILES, SPACE_GRADIO_VERSION, publish_space, render_space
+
+from demo_helpers import grounding_model, hub_sources, no_extractor_model, save_checkpoint
+from video_helpers import make_tiny_clip
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NO_PACKAGE_IMPORT = textwrap.dedent(
@@ -70,6 +70,7 @@ def config(checkpoint):
     return json.loads((checkpoint / "config.json").read_text())
 
 
+@pytest.mark.slow
 def test_space_folder(config, tmp_path):
     clip = "openai/clip-vit-base-patch32"
     config = dict(config, video_feature_source=dict(config["video_feature_source"], name_or_path=clip),

@@ -15,6 +15,7 @@ from modeling_mscl.training.data import (
     count_training_samples,
     estimate_num_features,
 )
+
 from conftest import tiny_config, tiny_recipe
 
 SPEC = dict(num_train_videos=12, num_test_videos=0, min_steps=40, max_steps=120)

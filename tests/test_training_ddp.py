@@ -16,12 +16,13 @@ from modeling_mscl import MSCLForTemporalGrounding
 from modeling_mscl.data.synthetic import synthetic_rows
 from modeling_mscl.training.data import TrainingCollator, TrainingSampleDataset
 from modeling_mscl.training.trainer import all_reduce_sum, step_contrastive_normalizer
+
 from conftest import tiny_config, tiny_recipe
 
 B = 2  # videos per process
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]  # slow: DDP runs in subprocesses
 
 
 def _config():

@@ -6,6 +6,7 @@ import torch
 
 from modeling_mscl import MSCLForTemporalGrounding
 from modeling_mscl.training.ema import ModelEMA
+
 from conftest import tiny_config
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]

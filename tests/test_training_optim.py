@@ -12,6 +12,7 @@ from modeling_mscl.training.optim import (
     decay_parameter_names,
     warmup_constant_lambda,
 )
+
 from conftest import tiny_config
 
 
@@ -70,7 +71,7 @@ def test_warmup_then_constant_matches_transformers_schedule(model):
     sched = get_scheduler("constant_with_warmup", optimizer=opt, num_warmup_steps=10, num_training_steps=100)
     factor = warmup_constant_lambda(10)
     lrs = []
-    for step in range(30):
+    for _ in range(30):
         lrs.append([g["lr"] for g in opt.param_groups])
         opt.step()
         sched.step()

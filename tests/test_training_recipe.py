@@ -18,6 +18,7 @@ from modeling_mscl.training.args import (
 )
 from modeling_mscl.training.experiment import resolve_config, resolve_recipe
 from modeling_mscl.training.recipe import RECIPE_FIELDS, TrainingRecipe, recipe_from_training_config
+
 from conftest import tiny_config
 
 

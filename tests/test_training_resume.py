@@ -2,8 +2,9 @@
 """A run killed with SIGKILL between checkpoints resumes to the same final weights as an uninterrupted run.
 
 Both runs go through ``train_scripts/run.py`` in subprocesses (the tiny quickstart model with dropout and
-absolute position encoding switched back on, so the RNG state matters too). The interrupted run is killed after ``checkpoint-8`` is complete, in the middle of the next
-checkpoint interval, and restarted with ``--resume`` (auto: the newest complete checkpoint).
+absolute position encoding switched back on, so the RNG state matters too). The interrupted run is killed after
+``checkpoint-8`` is complete, in the middle of the next checkpoint interval, and restarted with ``--resume``
+(auto: the newest complete checkpoint).
 """
 
 import os
@@ -20,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = str(REPO / "train_scripts" / "run.py")
 MAX_STEPS = 24
 SAVE_STEPS = 8
+pytestmark = pytest.mark.slow  # trains in subprocesses
 
 
 @pytest.fixture(scope="module")

@@ -85,6 +85,7 @@ def test_unknown_override_key(tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------------
 # accelerate launch
 # ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_accelerate_launch_without_any_config(tiny_benchmark, tmp_path):
     """`accelerate launch train_scripts/run.py` on a machine that never ran `accelerate config`."""
     home = tmp_path / "fresh-home"
@@ -107,6 +108,7 @@ def test_accelerate_launch_without_any_config(tiny_benchmark, tmp_path):
         assert (out / name).exists(), name
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_with_accelerate(tiny_benchmark, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on CPU: gloo DDP, node-split stream, equal steps."""
     from modeling_mscl.data.schema import read_metadata, write_grounding_dataset
@@ -143,6 +145,7 @@ def test_two_cpu_processes_with_accelerate(tiny_benchmark, tmp_path):
 # ----------------------------------------------------------------------------------------------------
 # the default run (shared, trained once per session in conftest.py)
 # ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_default_run_learns(trained_quickstart_run):
     from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding
     from modeling_mscl.data.synthetic import trivial_baseline
@@ -173,6 +176,7 @@ def test_default_run_learns(trained_quickstart_run):
     assert "by_moment_length" in metrics
 
 
+@pytest.mark.slow
 def test_default_run_folder(trained_quickstart_run):
     from transformers import AutoModel
 
@@ -194,6 +198,7 @@ def test_default_run_folder(trained_quickstart_run):
     assert not set(json.loads((out / "config.json").read_text())) & set(RECIPE_FIELDS)
 
 
+@pytest.mark.slow
 def test_eval_only_reproduces_predictions(trained_quickstart_run, tmp_path):
     out = Path(trained_quickstart_run["output_dir"])
     cmd = [sys.executable, str(RUN), "--eval-only", "--init-from", str(out), "--dataset", trained_quickstart_run["dataset"],
@@ -213,6 +218,7 @@ def test_eval_only_reproduces_predictions(trained_quickstart_run, tmp_path):
 # ----------------------------------------------------------------------------------------------------
 # ablation
 # ----------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ablation_command(tiny_benchmark, tmp_path):
     out = tmp_path / "ablation"
     cmd = [sys.executable, str(ABLATION), "--dataset", tiny_benchmark, "--output-dir", str(out), "--max-steps", "1",

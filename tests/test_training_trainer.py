@@ -9,8 +9,8 @@ from modeling_mscl import MSCLForTemporalGrounding
 from modeling_mscl.data.synthetic import synthetic_rows
 from modeling_mscl.training import MSCLTrainer, TrainingCollator, TrainingSampleDataset
 from modeling_mscl.training.ema import EMA_WEIGHTS_NAME
-from conftest import tiny_config, tiny_recipe
 
+from conftest import tiny_config, tiny_recipe
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

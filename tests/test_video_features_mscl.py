@@ -19,19 +19,6 @@ import torch
 
 pytest.importorskip("av")
 
-from video_helpers import (  # noqa: E402
-    cache_files,
-    clip_source,
-    decode_all,
-    make_tiny_clip,
-    read_index,
-    reference_features,
-    truncate_half,
-    write_audio_only,
-    write_video,
-    write_zero_frame_video,
-)
-
 import modeling_mscl.video_processing_mscl as vp  # noqa: E402
 from modeling_mscl.video_features_mscl import (  # noqa: E402
     CACHE_ENV,
@@ -46,6 +33,19 @@ from modeling_mscl.video_features_mscl import (  # noqa: E402
     normalize_video_feature_source,
 )
 from modeling_mscl.video_processing_mscl import VideoDecodeError, select_frames  # noqa: E402
+
+from video_helpers import (  # noqa: E402
+    cache_files,
+    clip_source,
+    decode_all,
+    make_tiny_clip,
+    read_index,
+    reference_features,
+    truncate_half,
+    write_audio_only,
+    write_video,
+    write_zero_frame_video,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

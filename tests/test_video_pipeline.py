@@ -16,10 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 from transformers import pipeline
 
+from conftest import tiny_config
+
 pytest.importorskip("av")
+
+import modeling_mscl.video_processing_mscl as vp  # noqa: E402
+from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding  # noqa: E402
+from modeling_mscl.video_features_mscl import NoVideoExtractorError, extract_video_features  # noqa: E402
 
 from video_helpers import (  # noqa: E402
     cache_files,
@@ -30,10 +35,6 @@ from video_helpers import (  # noqa: E402
     write_video,
     write_zero_frame_video,
 )
-
-import modeling_mscl.video_processing_mscl as vp  # noqa: E402
-from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding  # noqa: E402
-from modeling_mscl.video_features_mscl import NoVideoExtractorError, extract_video_features  # noqa: E402
 
 TASK = "video-temporal-grounding"
 SENTENCES = ["a red circle moves left", "the man opens the door", "a blue square"]

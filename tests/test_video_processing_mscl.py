@@ -12,17 +12,6 @@ import pytest
 
 pytest.importorskip("av")
 
-from video_helpers import (  # noqa: E402
-    decode_all,
-    index_pattern,
-    mkv_stating_duration,
-    read_index,
-    truncate_half,
-    write_audio_only,
-    write_video,
-    write_zero_frame_video,
-)
-
 from modeling_mscl.processing_mscl import TimeMapping  # noqa: E402
 from modeling_mscl.video_processing_mscl import (  # noqa: E402
     VideoDecodeError,
@@ -33,6 +22,17 @@ from modeling_mscl.video_processing_mscl import (  # noqa: E402
     probe_video,
     read_frames_at,
     select_frames,
+)
+
+from video_helpers import (  # noqa: E402
+    decode_all,
+    index_pattern,
+    mkv_stating_duration,
+    read_index,
+    truncate_half,
+    write_audio_only,
+    write_video,
+    write_zero_frame_video,
 )
 
 

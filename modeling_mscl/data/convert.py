@@ -191,7 +191,8 @@ def _charades_durations(paths: Sequence[str]) -> Dict[str, float]:
 def parse_charades_sta(path: str, durations: Optional[Sequence[str]] = None) -> ParsedAnnotations:
     if not durations:
         folder = os.path.dirname(os.path.abspath(path))
-        durations = [os.path.join(folder, n) for n in ("Charades_v1_train.csv", "Charades_v1_test.csv") if os.path.isfile(os.path.join(folder, n))]
+        durations = [os.path.join(folder, n) for n in ("Charades_v1_train.csv", "Charades_v1_test.csv")
+                     if os.path.isfile(os.path.join(folder, n))]
         if not durations:
             raise ValueError(f"{path}: Charades-STA needs video durations; pass --durations Charades_v1_*.csv")
     lengths = _charades_durations(durations)
@@ -266,7 +267,8 @@ def parse_qvhighlights(path: str) -> ParsedAnnotations:
             counts["source_queries_multi_window"] += int(len(windows) > 1)
             rec = videos.setdefault(vid, VideoRecord(vid, float(item["duration"])))
             for k, (s, e) in enumerate(windows):
-                rec.queries.append(QueryRecord(f"{qid}_{k}", (item.get("query") or "").strip(), _float(s), _float(e), text_keys=(f"{qid}_{k}", str(qid))))
+                rec.queries.append(QueryRecord(f"{qid}_{k}", (item.get("query") or "").strip(), _float(s), _float(e),
+                                               text_keys=(f"{qid}_{k}", str(qid))))
     return ParsedAnnotations(list(videos.values()), counts)
 
 
@@ -297,7 +299,8 @@ def parse_ego4d_nlq(path: str) -> ParsedAnnotations:
             for a, ann in enumerate(clip.get("annotations", [])):
                 prefix = ann.get("annotation_uid") or f"{clip_uid}_{a}"
                 for k, q in enumerate(ann.get("language_queries", [])):
-                    queries.append(QueryRecord(f"{prefix}_{k}", (q.get("query") or "").strip(), _float(q.get("clip_start_sec")), _float(q.get("clip_end_sec"))))
+                    queries.append(QueryRecord(f"{prefix}_{k}", (q.get("query") or "").strip(),
+                                               _float(q.get("clip_start_sec")), _float(q.get("clip_end_sec"))))
             if not queries:
                 counts["ego4d_clips_without_queries"] += 1
             keys: Tuple[Tuple[str, Optional[Tuple[float, float]]], ...] = ((clip_uid, None),)
@@ -307,7 +310,8 @@ def parse_ego4d_nlq(path: str) -> ParsedAnnotations:
     return ParsedAnnotations(videos, counts)
 
 
-def read_annotations(format: str, path: str, *, source_split: Optional[str] = None, durations: Optional[Sequence[str]] = None) -> ParsedAnnotations:
+def read_annotations(format: str, path: str, *, source_split: Optional[str] = None,
+                     durations: Optional[Sequence[str]] = None) -> ParsedAnnotations:
     """Parse an annotation file of ``format`` into :class:`VideoRecord` objects (nothing dropped yet)."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -353,7 +357,8 @@ def _load_feature_file(path: str) -> np.ndarray:
             return np.load(path, allow_pickle=False)
         except ValueError as err:
             if "pickle" in str(err).lower():
-                raise ValueError(f"{path}: holds a pickled object array; only plain numeric .npy arrays are read (nothing is unpickled)") from None
+                raise ValueError(f"{path}: holds a pickled object array; only plain numeric .npy arrays are read "
+                                 "(nothing is unpickled)") from None
             raise ValueError(f"{path}: unreadable .npy file ({err})") from None
     if ext == ".npz":
         try:
@@ -480,7 +485,8 @@ class HDF5Features(FeatureSource):
 class ArrayFeatures(FeatureSource):
     """In-memory features: a mapping key -> array, or a callable ``key -> array or None`` (tests, custom loaders)."""
 
-    def __init__(self, arrays: Union[Mapping[str, Any], Callable[[str], Any]], shapes: Optional[Callable[[str], Optional[Tuple[int, ...]]]] = None):
+    def __init__(self, arrays: Union[Mapping[str, Any], Callable[[str], Any]],
+                 shapes: Optional[Callable[[str], Optional[Tuple[int, ...]]]] = None):
         self._arrays = arrays
         self._shapes = shapes
 
@@ -695,7 +701,8 @@ def convert(
 
         text_dim = int(MSCLConfig.load_preset_dict(preset).get("text_input_dim", 0)) or None
 
-    parsed = annotations if isinstance(annotations, ParsedAnnotations) else read_annotations(format, annotations, source_split=source_split, durations=durations)
+    parsed = (annotations if isinstance(annotations, ParsedAnnotations)
+              else read_annotations(format, annotations, source_split=source_split, durations=durations))
     vsource = open_feature_source(video_features)
     if vsource is None:
         raise ValueError("video features are required (--video-features)")
@@ -741,7 +748,8 @@ def convert(
                             break
                     if arr is None:
                         if strict:
-                            raise ValueError(f"video {video.video_id!r}, query {q.query_id!r}: text features not found ({tsource.describe(q.query_id)})")
+                            raise ValueError(f"video {video.video_id!r}, query {q.query_id!r}: text features not found "
+                                             f"({tsource.describe(q.query_id)})")
                         summary.add("dropped_missing_text_features", example=q.query_id)
                         continue
                     text_dim = text_dim or arr.shape[1]
@@ -851,7 +859,8 @@ def _time_params(format: str, preset: Optional[str], fps, clip_size, clip_stride
     return out
 
 
-def _load_video(video: VideoRecord, source: FeatureSource, params: Dict[str, Any], video_dim: Optional[int]) -> Tuple[Optional[np.ndarray], str]:
+def _load_video(video: VideoRecord, source: FeatureSource, params: Dict[str, Any],
+                video_dim: Optional[int]) -> Tuple[Optional[np.ndarray], str]:
     tried = []
     for key, window in video.keys():
         arr = source.get(key)
@@ -877,7 +886,8 @@ def _load_video(video: VideoRecord, source: FeatureSource, params: Dict[str, Any
     return None, " or ".join(tried)
 
 
-def _plan_shards(videos: Sequence[VideoRecord], source: FeatureSource, params: Dict[str, Any], max_shard_bytes: int, min_shards: int) -> Optional[int]:
+def _plan_shards(videos: Sequence[VideoRecord], source: FeatureSource, params: Dict[str, Any], max_shard_bytes: int,
+                 min_shards: int) -> Optional[int]:
     """Exact shard count from the feature shapes, so that all shards get the same number of rows (±1)."""
     total = 0
     for video in videos:
@@ -906,15 +916,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", required=True, choices=FORMATS, help="annotation format")
     p.add_argument("--annotations", required=True, help="annotation file (json/jsonl/txt)")
-    p.add_argument("--video-features", required=True, nargs="+", help="feature folder(s) of <id>.npy/.pt (concatenated along channels) or one .h5 file")
+    p.add_argument("--video-features", required=True, nargs="+",
+                   help="feature folder(s) of <id>.npy/.pt (concatenated along channels) or one .h5 file")
     p.add_argument("--text-features", nargs="+", default=None, help="token-feature folder(s) of <query_id>.npy/.pt, or an .h5 file")
     p.add_argument("--text-encoder", choices=("none", "files"), default=None,
-                   help="'files': read --text-features; 'none': keep sentences only (text embedded later). Default: files if --text-features is given")
+                   help="'files': read --text-features; 'none': keep sentences only (text embedded later). "
+                        "Default: files if --text-features is given")
     p.add_argument("--output", required=True, help="dataset folder (other splits in it are kept)")
     p.add_argument("--split", required=True, help="output split name (train, test, val_1, ...)")
     p.add_argument("--source-split", default=None, help="snag: top-level key of the JSON to read (default: --split)")
     p.add_argument("--durations", nargs="+", default=None, help="charades-sta: Charades_v1_*.csv files (default: next to the txt)")
-    p.add_argument("--preset", default=None, help="take fps/clip-size/clip-stride/downsample-rate (and text dim) from this MSCLConfig preset")
+    p.add_argument("--preset", default=None,
+                   help="take fps/clip-size/clip-stride/downsample-rate (and text dim) from this MSCLConfig preset")
     p.add_argument("--fps", type=float, default=None)
     p.add_argument("--clip-size", type=float, default=None, help="frames per feature vector")
     p.add_argument("--clip-stride", type=float, default=None, help="frames between stored feature vectors")

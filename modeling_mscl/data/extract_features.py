@@ -306,7 +306,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 out = extract_video_features(path, extractor, batch_size=args.batch_size, use_cache=False,
                                              allow_partial=args.allow_partial, progress=None if progress else False,
                                              threads=args.threads)
-                _atomic_write(target, lambda f: np.save(f, out.features, allow_pickle=False))
+                _atomic_write(target, lambda f, out=out: np.save(f, out.features, allow_pickle=False))
                 entry = {"source": path, "file": vid + ".npy", "num_features": int(out.features.shape[0]),
                          "dim": int(out.features.shape[1]), "duration": out.duration, "duration_source": out.duration_source,
                          "decoded_end": out.decoded_end, "frames_decoded": out.frames_decoded, "partial": out.partial,

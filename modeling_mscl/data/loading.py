@@ -211,7 +211,8 @@ def _hub_metadata(repo_id: str, revision: Optional[str]) -> Optional[Dict[str, A
         return None
 
 
-def _check_dims(features_or_meta: Dict[str, Any], video_dim: Optional[int], text_dim: Optional[int], where: str) -> Tuple[Optional[int], Optional[int]]:
+def _check_dims(features_or_meta: Dict[str, Any], video_dim: Optional[int], text_dim: Optional[int],
+                where: str) -> Tuple[Optional[int], Optional[int]]:
     vd, td = features_or_meta.get("video_dim"), features_or_meta.get("text_dim")
     if video_dim is not None and vd is not None and int(vd) != int(video_dim):
         raise ValueError(f"{where}: video feature dim is {vd}, expected {video_dim}")
@@ -524,9 +525,10 @@ def load_grounding_dataset(
 def iter_epoch(dataset, epoch: int, seed: Optional[int] = None, skip: int = 0) -> Iterator[Dict[str, Any]]:
     """Rows of ``epoch`` in an order that depends only on ``(seed, epoch)``; skip the first ``skip``.
 
-    Works with :class:`GroundingStream` (``seed`` overrides the stream's seed), :class:`GroundingDataset` (a permutation from ``rng(seed, epoch)``), a plain
-    ``datasets.IterableDataset`` (``set_epoch``; its shuffle seed was fixed by ``.shuffle``) and a
-    ``datasets.Dataset`` (``shuffle(seed=...)`` with a seed derived from ``(seed, epoch)``).
+    Works with :class:`GroundingStream` (``seed`` overrides the stream's seed), :class:`GroundingDataset` (a
+    permutation from ``rng(seed, epoch)``), a plain ``datasets.IterableDataset`` (``set_epoch``; its shuffle seed
+    was fixed by ``.shuffle``) and a ``datasets.Dataset`` (``shuffle(seed=...)`` with a seed derived from
+    ``(seed, epoch)``).
     Skipped rows of the mscl streams are not decoded, so resuming to a saved step is cheap.
     """
     epoch, skip = int(epoch), int(skip)

@@ -52,7 +52,6 @@ import numpy as np
 import torch
 
 from ..processing_mscl import TimeMapping, resample_to_fixed_length
-
 from .schema import time_mapping_for_row
 
 # SnAG keeps at most this many random starts before giving up; kept for documentation and errors.

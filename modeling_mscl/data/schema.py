@@ -272,7 +272,7 @@ def _matrix_array(mats: Sequence[np.ndarray], dim: int) -> pa.Array:
         values = np.concatenate([np.ascontiguousarray(m, dtype=np.float32).reshape(-1) for m in mats])
     else:
         values = np.zeros(0, dtype=np.float32)
-    inner_offsets = np.arange(0, total * dim + 1, dim, dtype=np.int32) if total * dim < 2**31 else np.arange(0, total * dim + 1, dim, dtype=np.int64)
+    inner_offsets = np.arange(0, total * dim + 1, dim, dtype=np.int32 if total * dim < 2**31 else np.int64)
     outer_offsets = np.zeros(len(mats) + 1, dtype=np.int32)
     np.cumsum(lengths, out=outer_offsets[1:])
     values_arr = pa.array(values, type=pa.float32())
@@ -296,7 +296,8 @@ def _normalise_row(row: Mapping[str, Any], video_dim: int, text_dim: int) -> Dic
             tf = np.zeros((0, text_dim), dtype=np.float32)
         elif tf.ndim != 2 or tf.shape[1] != text_dim:
             # Checked even with validate=False: a wrong width would silently corrupt the flat buffer.
-            raise ValueError(f"video {row.get('video_id')!r}, query {q.get('query_id')!r}: text features of shape {tf.shape}, expected (L, {text_dim})")
+            raise ValueError(f"video {row.get('video_id')!r}, query {q.get('query_id')!r}: text features of shape {tf.shape}, "
+                             f"expected (L, {text_dim})")
         queries.append(
             {
                 "query_id": str(q["query_id"]),
@@ -622,7 +623,8 @@ class GroundingDatasetWriter:
                 name = shard_filename(self.split, i, total)
                 os.replace(shard.path, os.path.join(data_dir, name))
                 shard_meta.append(
-                    {"file": f"{DATA_SUBDIR}/{name}", "num_rows": shard.num_rows, "num_queries": shard.num_queries, "num_bytes": shard.num_bytes}
+                    {"file": f"{DATA_SUBDIR}/{name}", "num_rows": shard.num_rows, "num_queries": shard.num_queries,
+                     "num_bytes": shard.num_bytes}
                 )
             split_meta = {
                 "num_videos": self.num_rows,

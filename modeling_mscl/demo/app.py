@@ -150,7 +150,8 @@ class GroundingDemo:
         text_src = getattr(cfg, "text_feature_source", None) or {}
         if text_src.get("type") == "hf":
             name = str(text_src.get("name_or_path", "?"))
-            text = (name if _is_hub_id(name) else os.path.basename(os.path.normpath(name))) + f" ({text_src.get('layout', 'last_hidden_state')})"
+            text = ((name if _is_hub_id(name) else os.path.basename(os.path.normpath(name)))
+                    + f" ({text_src.get('layout', 'last_hidden_state')})")
         else:
             text = text_src.get("name") or text_src.get("type") or "token features only"
         return (

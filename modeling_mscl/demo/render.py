@@ -59,7 +59,8 @@ _CSS = """
 .mscl-axis span.first{transform:none;} .mscl-axis span.last{transform:translateX(-100%);}
 .mscl-label{font-size:.88rem;line-height:1.2;overflow:hidden;text-overflow:ellipsis;display:-webkit-box;-webkit-line-clamp:2;-webkit-box-orient:vertical;}
 .mscl-label .mscl-dot{display:inline-block;width:.7rem;height:.7rem;border-radius:50%;margin-right:.35rem;vertical-align:-.05rem;}
-.mscl-track{position:relative;height:30px;border-radius:4px;background:repeating-linear-gradient(90deg,#e6e9ee 0,#e6e9ee calc(10% - 1px),#d5d9e0 calc(10% - 1px),#d5d9e0 10%);}
+.mscl-track{position:relative;height:30px;border-radius:4px;
+  background:repeating-linear-gradient(90deg,#e6e9ee 0,#e6e9ee calc(10% - 1px),#d5d9e0 calc(10% - 1px),#d5d9e0 10%);}
 .mscl-moment{position:absolute;top:3px;height:24px;min-width:4px;margin:0;padding:0;border-radius:3px;box-sizing:border-box;
   border:1px solid rgba(0,0,0,.35);cursor:pointer;color:#fff;font-size:.7rem;font-weight:600;line-height:22px;text-align:center;
   overflow:hidden;white-space:nowrap;}
@@ -179,7 +180,8 @@ def answer_html(
             thumb = thumbnails.get((qi, rank + 1))
             mid = fmt_seconds(0.5 * (float(m["start"]) + float(m["end"])))
             img = f'<img src="{thumb}" alt="frame at {mid} s" title="{mid} s">' if thumb else ""
-            first = f'<td rowspan="{len(moments)}"><span class="mscl-dot" style="background:{color}"></span>{esc(sentence)}</td>' if rank == 0 else ""
+            first = (f'<td rowspan="{len(moments)}"><span class="mscl-dot" style="background:{color}"></span>'
+                     f'{esc(sentence)}</td>' if rank == 0 else "")
             rows.append(
                 f'<tr class="mscl-row" tabindex="0" data-key="{key}" data-query="{qi}" data-rank="{rank + 1}" data-start="{start}" '
                 f'data-end="{end}" data-score="{score}">{first}<td class="num mscl-rank">{rank + 1}</td><td>{img}</td>'

@@ -325,7 +325,8 @@ def _as_config(preset: str, config: Any) -> MSCLConfig:
     if isinstance(config, MSCLConfig):
         cfg = config
     elif isinstance(config, Mapping):
-        values = {k: v for k, v in dict(config).items() if k not in ("auto_map", "custom_pipelines", "architectures", "model_type", "transformers_version")}
+        values = {k: v for k, v in dict(config).items()
+                  if k not in ("auto_map", "custom_pipelines", "architectures", "model_type", "transformers_version")}
         cfg = MSCLConfig.from_dict(values)  # (drops the recipe keys of configs saved before the recipe moved out)
     elif isinstance(config, (str, os.PathLike)):
         cfg = MSCLConfig.from_pretrained(os.fspath(config))
@@ -386,7 +387,8 @@ def _feature_settings(cfg: MSCLConfig) -> List[Tuple[str, str]]:
         rows.append(("seconds per model step", f"{seconds:.4g}"))
         rows.append(("resampling", "none: features are used at their native rate"))
     else:
-        rows.append(("resampling (`fixed_length`)", f"every video resampled to {cfg.fixed_length} steps (the step length varies per video)"))
+        rows.append(("resampling (`fixed_length`)",
+                     f"every video resampled to {cfg.fixed_length} steps (the step length varies per video)"))
     rows += [
         ("training crop (`max_video_length` model steps)", f"{cfg.max_video_length} (inference uses the whole video)"),
         ("text token dimension (`text_input_dim`)", str(cfg.text_input_dim)),
@@ -405,14 +407,20 @@ def _recipe(cfg: MSCLConfig, recipe) -> List[Tuple[str, str]]:
         ("schedule (`warmup_epochs`, `num_epochs`)",
          f"linear warmup for {recipe.warmup_epochs} epochs, then constant; {recipe.num_epochs + recipe.warmup_epochs} epochs in total "
          f"({recipe.warmup_epochs} + {recipe.num_epochs})"),
-        ("videos per batch x accumulation (`batch_size`, `gradient_accumulation_steps`)", f"{recipe.batch_size} x {recipe.gradient_accumulation_steps}"),
-        ("queries per video and grouping (`max_queries_per_video`, `query_grouping`)", f"{recipe.max_queries_per_video}, {recipe.query_grouping}"),
+        ("videos per batch x accumulation (`batch_size`, `gradient_accumulation_steps`)",
+         f"{recipe.batch_size} x {recipe.gradient_accumulation_steps}"),
+        ("queries per video and grouping (`max_queries_per_video`, `query_grouping`)",
+         f"{recipe.max_queries_per_video}, {recipe.query_grouping}"),
         ("random crop of long videos (`crop_ratio`)", "none" if recipe.crop_ratio is None else _fmt(recipe.crop_ratio)),
         ("gradient clipping (`max_grad_norm`)", _fmt(recipe.max_grad_norm)),
         ("EMA of the weights (`ema_decay`)", _fmt(recipe.ema_decay)),
-        ("classification loss", f"sigmoid focal (alpha {_fmt(cfg.focal_alpha)}, gamma {_fmt(cfg.focal_gamma)}), label smoothing {_fmt(cfg.label_smoothing)}"),
-        ("regression loss (`regression_loss_type`, rho_reg)", f"{cfg.regression_loss_type.upper()}, {_fmt(cfg.regression_loss_weight)}"),
-        ("within-scale / cross-scale contrastive weights (rho_within, rho_cross)", f"{_fmt(cfg.within_loss_weight)} / {_fmt(cfg.cross_loss_weight)}"),
+        ("classification loss",
+         f"sigmoid focal (alpha {_fmt(cfg.focal_alpha)}, gamma {_fmt(cfg.focal_gamma)}), "
+         f"label smoothing {_fmt(cfg.label_smoothing)}"),
+        ("regression loss (`regression_loss_type`, rho_reg)",
+         f"{cfg.regression_loss_type.upper()}, {_fmt(cfg.regression_loss_weight)}"),
+        ("within-scale / cross-scale contrastive weights (rho_within, rho_cross)",
+         f"{_fmt(cfg.within_loss_weight)} / {_fmt(cfg.cross_loss_weight)}"),
         ("contrastive temperature / negatives per positive / radius alpha",
          f"{_fmt(cfg.contrastive_temperature)} / {_fmt(cfg.contrastive_negative_ratio)} / {_fmt(cfg.contrastive_radius)}"),
         ("centre sampling radius / regression range of level 0", f"{_fmt(cfg.center_sampling_radius)} / {_fmt(cfg.regression_range)}"),
@@ -540,7 +548,8 @@ def render_model_card(
 
     extra_args, usage_lines = _usage(cfg)
     weights_sentence = {
-        "ema": f"The weights are the exponential moving average (EMA, decay {_fmt(recipe.ema_decay)}) of the training weights, the weights the evaluation uses.",
+        "ema": f"The weights are the exponential moving average (EMA, decay {_fmt(recipe.ema_decay)}) of the training "
+               "weights, the weights the evaluation uses.",
         "model": "The weights are the raw training weights (not their EMA, which the evaluation uses by default).",
         None: "",
     }[weights]

@@ -398,7 +398,8 @@ def scrub_local_paths(obj: Any) -> Any:
 def _evaluation_note(training_config: Dict[str, Any], metrics: Optional[CheckpointMetrics]) -> Optional[str]:
     limit = (training_config.get("options") or {}).get("max_eval_videos")
     if metrics is not None and limit:
-        return f"Only the first {int(limit)} videos of the split were evaluated (`max_eval_videos`); the numbers are not the full benchmark."
+        return (f"Only the first {int(limit)} videos of the split were evaluated (`max_eval_videos`); "
+                "the numbers are not the full benchmark.")
     return None
 
 
@@ -456,7 +457,8 @@ def export_model(
     training_config = _read_training_config(source.training_config_path)
     final_step = None  # the run's last step, which the trainer records in its metrics.json
     if source.metrics_path is not None:
-        run_metrics = metrics_obj.raw if metrics_path == source.metrics_path and metrics_obj is not None else read_metrics(source.metrics_path).raw
+        run_metrics = (metrics_obj.raw if metrics_path == source.metrics_path and metrics_obj is not None
+                       else read_metrics(source.metrics_path).raw)
         if isinstance(run_metrics.get("global_step"), int):
             final_step = run_metrics["global_step"]
 

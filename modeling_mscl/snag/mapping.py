@@ -50,8 +50,10 @@ def _rules() -> List[Tuple[str, str, _Squeeze]]:
         # text encoder
         (r"text_net\.bkgd_token", "text_encoder.background_token", _channel),
         (r"text_net\.embd_fc\.conv\.(weight|bias)", r"text_encoder.embed_proj.\1", _pointwise),
-        (r"text_net\.attn_pool\.attn\.(query|key|value|proj)\.(weight|bias)", "text_encoder.attention_pool.{proj}.\\2", _pointwise),
-        (r"text_net\.transformer\.(\d+)\.attn\.attn\.(query|key|value|proj)\.(weight|bias)", "text_encoder.layers.\\1.attn.{proj}.\\3", _pointwise),
+        (r"text_net\.attn_pool\.attn\.(query|key|value|proj)\.(weight|bias)", "text_encoder.attention_pool.{proj}.\\2",
+         _pointwise),
+        (r"text_net\.transformer\.(\d+)\.attn\.attn\.(query|key|value|proj)\.(weight|bias)",
+         "text_encoder.layers.\\1.attn.{proj}.\\3", _pointwise),
         # video encoder
         (r"vid_net\.embd_fc\.conv\.(weight|bias)", r"video_encoder.embed_proj.\1", _pointwise),
         (r"vid_net\.embd_convs\.(\d+)\.conv\.(weight|bias)", r"video_encoder.embed_convs.\1.conv.\2", _same),
@@ -73,7 +75,8 @@ def _rules() -> List[Tuple[str, str, _Squeeze]]:
         rules += [
             (rf"vid_net\.{part}\.(\d+)\.attn\.(q|k|v)_conv\.conv\.weight", rf"video_encoder.{part}.\1.attn.\2_conv.weight", _same),
             (rf"vid_net\.{part}\.(\d+)\.attn\.(q|k|v)_norm\.(weight|bias)", rf"video_encoder.{part}.\1.attn.\2_norm.\3", _channel),
-            (rf"vid_net\.{part}\.(\d+)\.attn\.attn\.(query|key|value|proj)\.(weight|bias)", f"video_encoder.{part}.\\1.attn.{{proj}}.\\3", _pointwise),
+            (rf"vid_net\.{part}\.(\d+)\.attn\.attn\.(query|key|value|proj)\.(weight|bias)",
+             f"video_encoder.{part}.\\1.attn.{{proj}}.\\3", _pointwise),
         ]
         rules += _block_rules(rf"vid_net\.{part}", f"video_encoder.{part}")
     rules += _block_rules(r"text_net\.transformer", "text_encoder.layers")

@@ -187,7 +187,7 @@ def format_bucket_table(metrics: Mapping[str, Any], ranks, thresholds, digits: i
     lines = ["| moment length / video | queries | " + " | ".join(cols) + " |",
              "|---|---|" + "---|" * len(cols)]
     for label, entry in buckets.items():
-        def cell(key):
+        def cell(key, entry=entry):
             v = entry.get(key)
             return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{float(v):.{digits}f}"
         lines.append(f"| {label} | {int(entry.get('num_queries', 0))} | " + " | ".join(cell(c) for c in cols) + " |")

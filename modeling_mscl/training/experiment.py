@@ -460,7 +460,8 @@ def format_ablation_tables(results: Dict[str, Dict[str, Any]], ranks, thresholds
     cols = [f"R{k}@{t:g}" for k in ranks for t in thresholds]
     lines = ["| contrastive terms | " + " | ".join(cols) + " | mIoU |", "|---|" + "---|" * (len(cols) + 1)]
     for variant, m in results.items():
-        lines.append(f"| {VARIANT_LABELS.get(variant, variant)} | " + " | ".join(fmt(m.get(c)) for c in cols) + f" | {fmt(m.get('mIoU'))} |")
+        lines.append(f"| {VARIANT_LABELS.get(variant, variant)} | " + " | ".join(fmt(m.get(c)) for c in cols)
+                     + f" | {fmt(m.get('mIoU'))} |")
     buckets: List[str] = []
     for m in results.values():
         for label in (m.get("by_moment_length") or {}):

@@ -21,7 +21,6 @@ from torch import nn
 from ..modeling_mscl import DepthwiseConv
 from .recipe import MODULE_NAMES
 
-
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 

@@ -259,7 +259,8 @@ class MSCLTrainer(Trainer):
         if model.training:
             terms = [getattr(outputs, name) for name in LOSS_TERMS]
             values = torch.stack([t.detach().double().cpu() if t is not None else torch.zeros((), dtype=torch.float64) for t in terms])
-            npos = outputs.num_positives.detach().double().cpu() if outputs.num_positives is not None else torch.zeros((), dtype=torch.float64)
+            npos = (outputs.num_positives.detach().double().cpu() if outputs.num_positives is not None
+                    else torch.zeros((), dtype=torch.float64))
             self._log_terms[: len(LOSS_TERMS)] += values
             self._log_terms[len(LOSS_TERMS)] += npos
             self._step_positives += npos
