@@ -357,6 +357,23 @@ def load_note(load_before: Optional[List[float]], load_after: Optional[List[floa
 # ----------------------------------------------------------------------------------------------
 # output
 # ----------------------------------------------------------------------------------------------
+def top1_agreement(a, b) -> Dict[str, float]:
+    """How close two paths' top-1 moments are: ``a`` and ``b`` hold, per query, its ranked moments
+    ``[start, end, score]``. Returns the mean tIoU of the two top-1 moments and the fraction with tIoU ≥ 0.9
+    (a query with no moment in both paths counts as agreeing, in one only as tIoU 0)."""
+    ious = []
+    for x, y in zip(a, b):
+        if not x or not y:
+            ious.append(1.0 if not x and not y else 0.0)
+            continue
+        (s1, e1), (s2, e2) = x[0][:2], y[0][:2]
+        inter = max(0.0, min(e1, e2) - max(s1, s2))
+        union = (e1 - s1) + (e2 - s2) - inter
+        ious.append(inter / union if union > 0 else 1.0)
+    n = max(1, len(ious))
+    return {"mean_tiou": sum(ious) / n, "tiou_ge_0.9": sum(i >= 0.9 for i in ious) / n}
+
+
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     def fmt(x):
         if isinstance(x, float):

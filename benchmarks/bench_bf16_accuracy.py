@@ -74,22 +74,6 @@ def dataset_of(checkpoint, explicit, recipe):
     return default_benchmark_path(**recipe.benchmark)
 
 
-def top1_agreement(a, b):
-    """(mean tIoU between the two top-1 moments, fraction of queries where it is ≥ 0.9)."""
-    ious = []
-    for ra, rb in zip(a, b):
-        pa, pb = ra["predictions"], rb["predictions"]
-        if not pa or not pb:
-            ious.append(1.0 if not pa and not pb else 0.0)
-            continue
-        (s1, e1), (s2, e2) = pa[0][:2], pb[0][:2]
-        inter = max(0.0, min(e1, e2) - max(s1, s2))
-        union = (e1 - s1) + (e2 - s2) - inter
-        ious.append(inter / union if union > 0 else 1.0)
-    n = max(1, len(ious))
-    return sum(ious) / n, sum(i >= 0.9 for i in ious) / n
-
-
 def main(argv=None):
     parser = C.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="trained model folder (default: outputs/mscl-quickstart)")
@@ -174,7 +158,8 @@ def main(argv=None):
     others = [m for m in modes if m != "fp32"]
     deltas = {m: {k: runs[m]["metrics"][k] - fp[k] for k in keys} for m in others}
     queries = len(runs["fp32"]["records"])
-    agreement = {m: top1_agreement(runs["fp32"]["records"], runs[m]["records"]) for m in others}
+    agreement = {m: C.top1_agreement([r["predictions"] for r in runs["fp32"]["records"]],
+                                     [r["predictions"] for r in runs[m]["records"]]) for m in others}
     # acceptance: every R@K and mIoU of the bf16 model (the new path; else the autocast one) within the budget
     judged = "bf16" if "bf16" in others else (others[0] if others else None)
     passed = judged is not None and all(abs(v) <= TOLERANCE_POINTS for v in deltas[judged].values())
@@ -185,7 +170,7 @@ def main(argv=None):
     md = C.markdown_table(head, rows_md)
     md += f"\n\nModel: {source}. Data: {dataset} [{split}], {queries} queries. "
     for m in others:
-        mean_iou, share = agreement[m]
+        mean_iou, share = agreement[m]["mean_tiou"], agreement[m]["tiou_ge_0.9"]
         md += (f"The {names[m]} top-1 moment overlaps the fp32 one with tIoU ≥ 0.9 for {100 * share:.1f}% of the queries "
                f"(mean tIoU {mean_iou:.3f}). ")
     md += ("Wall time " + ", ".join(f"{m} {runs[m]['seconds']:.1f} s" for m in modes)
@@ -198,7 +183,8 @@ def main(argv=None):
             "load_note": C.load_note(load_before, load_after), "checkpoint": source, "dataset": str(dataset),
             "split": split, "queries": queries, "quick": args.quick, "modes": modes,
             "fp32": fp, **{m: runs[m]["metrics"] for m in others}, "delta_points": deltas,
-            "top1_tiou_ge_0.9": {m: agreement[m][1] for m in others}, "top1_mean_tiou": {m: agreement[m][0] for m in others},
+            "top1_tiou_ge_0.9": {m: agreement[m]["tiou_ge_0.9"] for m in others},
+            "top1_mean_tiou": {m: agreement[m]["mean_tiou"] for m in others},
             "seconds": {m: r["seconds"] for m, r in runs.items()}, "tolerance_points": TOLERANCE_POINTS,
             "judged": judged, "pass": passed}
     C.write_results("bf16_accuracy_quick" if args.quick else "bf16_accuracy", data, md, args.out, not args.no_write)

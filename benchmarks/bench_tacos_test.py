@@ -282,21 +282,6 @@ def _match(a, b, seg_tol, score_tol):
     return True
 
 
-def top1_agreement(a, b):
-    """Mean tIoU between the top-1 moments of two paths and the fraction with tIoU ≥ 0.9."""
-    ious = []
-    for x, y in zip(a, b):
-        if not x or not y:
-            ious.append(1.0 if not x and not y else 0.0)
-            continue
-        (s1, e1), (s2, e2) = x[0][:2], y[0][:2]
-        inter = max(0.0, min(e1, e2) - max(s1, s2))
-        union = (e1 - s1) + (e2 - s2) - inter
-        ious.append(inter / union if union > 0 else 1.0)
-    n = max(1, len(ious))
-    return {"mean_tiou": sum(ious) / n, "tiou_ge_0.9": sum(i >= 0.9 for i in ious) / n}
-
-
 def compare(package, baseline):
     """Compare the top-K moments of every query between two paths.
 
@@ -484,7 +469,7 @@ def main(argv=None) -> None:
         agree = {}
         for p in ("bf16", "bf16-compiled", "autocast"):
             if p in predictions:
-                agree[p] = top1_agreement(predictions[p], predictions["package"])
+                agree[p] = C.top1_agreement(predictions[p], predictions["package"])
                 label = {"bf16": "(b)", "bf16-compiled": "(b+)", "autocast": "(b')"}[p]
                 md += (f"\n{label} vs (a): the top-1 moment overlaps the fp32 one with "
                        f"tIoU ≥ 0.9 for {100 * agree[p]['tiou_ge_0.9']:.1f}% of the queries (mean tIoU "

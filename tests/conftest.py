@@ -167,6 +167,22 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
+def python3_kernel():
+    """A registered ``python3`` Jupyter kernel for the notebook tests (registered with ipykernel if missing)."""
+    import subprocess
+    import sys
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if "python3" in KernelSpecManager().find_kernel_specs():
+        return
+    pytest.importorskip("ipykernel")
+    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--user"], check=True, capture_output=True)
+    if "python3" not in KernelSpecManager().find_kernel_specs():
+        pytest.skip("no python3 Jupyter kernel could be registered")
+
+
+@pytest.fixture(scope="session")
 def trained_quickstart_run(tmp_path_factory):
     """``python train_scripts/run.py`` with no training arguments — the ``quickstart`` preset on the bundled
     semi-synthetic benchmark, exactly the README's Quickstart run — trained ONCE per test session.

@@ -2,8 +2,6 @@
 """notebooks/quickstart.ipynb runs headless from top to bottom without an error: with the Quickstart run's
 checkpoint when there is one, else training a short model itself and saying so."""
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,23 +11,11 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
-pytestmark = pytest.mark.slow  # executes the notebook in a Jupyter kernel (a subprocess)
-
-
-def _ensure_python3_kernel():
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    if "python3" in KernelSpecManager().find_kernel_specs():
-        return
-    pytest.importorskip("ipykernel")
-    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--user"], check=True, capture_output=True)
-    if "python3" not in KernelSpecManager().find_kernel_specs():
-        pytest.skip("no python3 Jupyter kernel could be registered")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("python3_kernel")]  # a Jupyter kernel is a subprocess
 
 
 def _execute(workdir, monkeypatch):
     """Run the notebook with ``workdir`` as its working directory; returns (stream text, outputs)."""
-    _ensure_python3_kernel()
     # HF caches in the test's temp dir. The kernel plots with its headless inline backend (MPLBACKEND=Agg would
     # suppress the figure output checked below)
     monkeypatch.delenv("MSCL_CHECKPOINT", raising=False)

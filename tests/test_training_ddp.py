@@ -77,9 +77,20 @@ def _worker(rank, world, init_file, out_dir):
         dist.destroy_process_group()
 
 
-def test_two_processes_match_one_process_with_double_batch(tmp_path):
+def _spawn_two(worker, tmp_path, timeout=300):
+    """Run ``worker(rank, 2, init_file, out_dir)`` in two processes; fail the test if they take over ``timeout`` s."""
     import torch.multiprocessing as mp
 
+    context = mp.spawn(worker, args=(2, str(tmp_path / "pg_init"), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.time() + timeout
+    while not context.join(timeout=5):  # raises if a worker failed
+        if time.time() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the DDP workers did not finish within {timeout} s")
+
+
+def test_two_processes_match_one_process_with_double_batch(tmp_path):
     config = _config()
     samples = _samples(config)
     model = _model(config)
@@ -94,13 +105,7 @@ def test_two_processes_match_one_process_with_double_batch(tmp_path):
     reference = _grads(model)
     model.update_loss_normalizer(float(out.num_positives))
 
-    context = mp.spawn(_worker, args=(2, str(tmp_path / "pg_init"), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.time() + 300
-    while not context.join(timeout=5):  # raises if a worker failed
-        if time.time() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the DDP workers did not finish within 300 s")
+    _spawn_two(_worker, tmp_path)
     result = torch.load(tmp_path / "rank0.pt")
     grads = result["grads"]
     assert set(grads) == set(reference)
@@ -197,8 +202,6 @@ def _scenario_worker(rank, world, init_file, out_dir):
 
 
 def test_contrastive_reductions_are_global_under_ddp(tmp_path):
-    import torch.multiprocessing as mp
-
     reference = {}
     for name in SCENARIOS:
         config = _scenario_config(name)
@@ -206,13 +209,7 @@ def test_contrastive_reductions_are_global_under_ddp(tmp_path):
         out = _run_step(model, _scenario_batch(name, config))
         reference[name] = {"grads": _grads(model), "terms": [float(getattr(out, k).detach()) for k in TERMS]}
         assert float(out.loss_cross.detach()) > 0 and float(out.loss_cls.detach()) > 0
-    context = mp.spawn(_scenario_worker, args=(2, str(tmp_path / "pg_init"), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.time() + 300
-    while not context.join(timeout=5):  # raises if a worker failed
-        if time.time() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the DDP workers did not finish within 300 s")
+    _spawn_two(_scenario_worker, tmp_path)
     ranks = [torch.load(tmp_path / f"scenarios-rank{r}.pt") for r in range(2)]
     # the few-pairs batch really has fewer pairs than processes: (0, 1) on rank 0, (0, 0) on rank 1
     assert [r["few-pairs"]["pairs"] for r in ranks] == [[0, 1], [0, 0]]

@@ -3,8 +3,6 @@
 that really grounds (trained vs untrained recall on fresh videos), with the figure rendered."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,20 +16,9 @@ NOTEBOOK = REPO / "notebooks" / "video_grounding.ipynb"
 DEMO = REPO / "notebooks" / "shapes_demo"
 
 
-def _ensure_python3_kernel():
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    if "python3" in KernelSpecManager().find_kernel_specs():
-        return
-    pytest.importorskip("ipykernel")
-    subprocess.run([sys.executable, "-m", "ipykernel", "install", "--user"], check=True, capture_output=True)
-    if "python3" not in KernelSpecManager().find_kernel_specs():
-        pytest.skip("no python3 Jupyter kernel could be registered")
-
-
 @pytest.mark.slow
+@pytest.mark.usefixtures("python3_kernel")
 def test_video_grounding_notebook(tmp_path, monkeypatch):
-    _ensure_python3_kernel()
     monkeypatch.delenv("MPLBACKEND", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
