@@ -96,6 +96,45 @@ class Stopwatch:
             self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - t0
 
 
+#: the building blocks ``ground`` calls, as :func:`scope_ground_parts` names them
+GROUND_PARTS = ("video encoding", "text encoding", "fusion + heads", "decode")
+
+
+def scope_ground_parts(model, scope: Callable[[str], Any], labels: Dict[str, str], extra=()) -> Callable[[], None]:
+    """Run every building block ``ground`` calls inside ``scope(label)`` (a context manager: a
+    :class:`Stopwatch`, ``torch.profiler.record_function``): the model's ``encode_video``, ``encode_text`` and
+    ``fuse_and_predict`` (wrapped on the instance), the eval-mode fast path (``_EvalFusion.__init__`` and
+    ``__call__``, on the class), the decoder (in the modeling module, through which ``ground`` calls it), and
+    ``extra`` ``(owner, attribute, label)`` patches. ``labels`` maps each of :data:`GROUND_PARTS` to its label.
+    Returns a function that undoes every patch (the smoke tests run the scripts in one process)."""
+    import modeling_mscl.modeling_mscl as M
+
+    def scoped(fn, label):
+        def wrapped(*a, **k):
+            with scope(label):
+                return fn(*a, **k)
+
+        return wrapped
+
+    methods = {"encode_video": "video encoding", "encode_text": "text encoding", "fuse_and_predict": "fusion + heads"}
+    for name, part in methods.items():
+        setattr(model, name, scoped(getattr(model, name), labels[part]))
+    patches = [(M._EvalFusion, "__init__", labels["fusion + heads"]), (M._EvalFusion, "__call__", labels["fusion + heads"]),
+               (M, "post_process_grounding", labels["decode"]), *extra]
+    saved = []
+    for owner, name, label in patches:  # one attribute may be wrapped twice: undone in reverse order
+        saved.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, scoped(getattr(owner, name), label))
+
+    def undo():
+        for name in methods:
+            delattr(model, name)
+        for owner, name, fn in reversed(saved):
+            setattr(owner, name, fn)
+
+    return undo
+
+
 def time_repeats(fn: Callable[[], Any], repeats: int, warmup: int = 1, device: str = "cpu") -> Dict[str, Any]:
     """Run ``fn`` ``warmup`` + ``repeats`` times; return the median, min, max and all timed runs (s)."""
     for _ in range(warmup):

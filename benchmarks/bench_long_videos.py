@@ -28,41 +28,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
 
-PHASES = {"encode_video": "video encoding", "encode_text": "fusion + heads", "fuse_and_predict": "fusion + heads"}
-#: the decoder ``ground`` calls, a function of the modeling module (timed by wrapping it there)
-DECODE = ("post_process_grounding", "decode + Soft-NMS")
-
-
-def _timed(fn, phase, stopwatch):
-    def timed(*a, **k):
-        with stopwatch(phase):
-            return fn(*a, **k)
-
-    return timed
-
-
-def instrument(model, stopwatch):
-    """Time the building blocks ``ground`` calls: the model's methods by wrapping them on the instance, the
-    eval-mode fusion + heads on its class, the decoder by wrapping it in the modeling module. Returns a
-    function that undoes the wrapping."""
-    import modeling_mscl.modeling_mscl as modeling
-
-    for name, phase in PHASES.items():
-        setattr(model, name, _timed(getattr(model, name), phase, stopwatch))
-    saved = [(modeling._EvalFusion, name, getattr(modeling._EvalFusion, name)) for name in ("__init__", "__call__")]
-    for owner, name, fn in saved:
-        setattr(owner, name, _timed(fn, "fusion + heads", stopwatch))
-    decode = getattr(modeling, DECODE[0])
-    setattr(modeling, DECODE[0], _timed(decode, DECODE[1], stopwatch))
-
-    def undo():
-        for name in PHASES:
-            delattr(model, name)
-        for owner, name, fn in saved:
-            setattr(owner, name, fn)
-        setattr(modeling, DECODE[0], decode)
-
-    return undo
+#: ``ground``'s building blocks → the phases of the table (text encoding is counted with fusion + heads)
+PHASES = {"video encoding": "video encoding", "text encoding": "fusion + heads", "fusion + heads": "fusion + heads",
+          "decode": "decode + Soft-NMS"}
 
 
 def worker(args):
@@ -98,7 +66,7 @@ def worker(args):
         faults = []
         for _ in range(args.repeats):
             sw = C.Stopwatch(args.device)
-            undo = instrument(model, sw)
+            undo = C.scope_ground_parts(model, sw, PHASES)
             try:
                 C.synchronize(args.device)
                 f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

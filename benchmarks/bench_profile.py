@@ -131,32 +131,12 @@ def _instrument(model, compiled: bool):
 
     import modeling_mscl.modeling_mscl as M
 
-    def scoped(fn, label):
-        def wrapped(*a, **k):
-            with record_function(label):
-                return fn(*a, **k)
-        return wrapped
-
-    for name, label in (("encode_video", "phase::video encoding"), ("encode_text", "phase::text encoding"),
-                        ("fuse_and_predict", "phase::fusion + heads")):
-        setattr(model, name, scoped(getattr(model, name), label))
-    # class- and module-level patches (restored by the returned function: the smoke tests run in one process);
-    # ``ground`` calls the decoder through the modeling module's name, so it is wrapped there
-    decode = M.post_process_grounding
-    M.post_process_grounding = scoped(scoped(decode, "mscl::decode"), "phase::decode + Soft-NMS")
-    patches = [(M._EvalFusion, "__init__", "phase::fusion + heads"), (M._EvalFusion, "__call__", "phase::fusion + heads"),
-               (M.DepthwiseConv, "forward", "mscl::depthwise conv")]
+    labels = {part: f"phase::{part}" for part in C.GROUND_PARTS}
+    labels["decode"] = "phase::decode + Soft-NMS"
+    extra = [(M, "post_process_grounding", "mscl::decode"), (M.DepthwiseConv, "forward", "mscl::depthwise conv")]
     if not compiled:  # the eager fast path's depthwise convs (inside compiled code they are fused)
-        patches.append((M, "_depthwise_k3", "mscl::depthwise conv"))
-    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
-    for owner, name, label in patches:
-        setattr(owner, name, scoped(getattr(owner, name), label))
-
-    def restore():
-        for owner, name, fn in saved:
-            setattr(owner, name, fn)
-        M.post_process_grounding = decode
-    return restore
+        extra.append((M, "_depthwise_k3", "mscl::depthwise conv"))
+    return C.scope_ground_parts(model, record_function, labels, extra)
 
 
 def worker(args):

@@ -12,7 +12,9 @@ Four paths, each in its own fresh process (so its peak RSS is its own):
   to a multiple of the input stride, fusion + heads run on the eval-mode fast path.
 * ``bf16``     — the same call with the model in bfloat16 (``model.to(torch.bfloat16)``, what
   ``from_pretrained(..., dtype=torch.bfloat16)`` loads), ``ground``'s default (eager on CPUs).
-  ``bf16-compiled`` (only when named in ``--paths``) adds ``use_compile=True``.
+  ``bf16-compiled`` (only when named in ``--paths``) adds ``use_compile=True``; ``bf16-exact`` (only when
+  named) turns the shape buckets off (``shape_buckets=False``: every GEMM at its exact shape, the behaviour
+  before buckets), to measure what they change.
 * ``autocast`` — the inference before the fast path (issue 14; ``_common.legacy_ground``: per chunk of
   queries the reference ``fuse_and_predict``) under ``torch.autocast(device, dtype=torch.bfloat16)``:
   the old bf16 number, measured in the same run.
@@ -54,7 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
 
 ANNOTATIONS = os.path.join(os.path.dirname(C.REPO), "shared", "data", "annotations", "tacos", "test.json")
-PATHS = ("package", "baseline", "autocast", "bf16", "bf16-compiled")
+PATHS = ("package", "baseline", "autocast", "bf16", "bf16-compiled", "bf16-exact")
 DEFAULT_PATHS = ("package", "baseline", "autocast", "bf16")
 # the reference's own numbers on this CPU for the same split (reference §10)
 REFERENCE_SECONDS = 384.0
@@ -223,6 +225,8 @@ def worker(args) -> None:
                 return C.legacy_ground(model, video, text)
         if args.path == "bf16-compiled":
             return model.ground(video, text, use_compile=True)
+        if args.path == "bf16-exact":
+            return model.ground(video, text, shape_buckets=False)
         return model.ground(video, text)
 
     per_video, predictions = [], []
@@ -257,6 +261,8 @@ def worker(args) -> None:
             "warmup_s": warmup_s,
             "path": args.path,
             "total_s": sum(v["median_s"] for v in per_video),
+            # one pass over the split, each video's first call: what evaluating a dataset once costs
+            "first_pass_s": sum(v["runs_s"][0] for v in per_video),
             "queries": sum(v["queries"] for v in per_video),
             "per_video": per_video,
             "threads": torch.get_num_threads(),
@@ -323,6 +329,7 @@ def main(argv=None) -> None:
     parser.add_argument("--in-process", action="store_true", help="run the paths in this process (no fresh-process RSS)")
     parser.add_argument("--subset", type=int, default=None, help="only N videos, at evenly spaced quantiles of the "
                         "split's lengths, all their queries (for quick ratios; the headline numbers use the whole split)")
+    parser.add_argument("--name", default=None, help="results file name (default tacos_test[_quick])")
     parser.add_argument("--cache", default=None, help="keep each finished path here and reuse it when rerun "
                         "(long runs survive an interruption); e.g. benchmarks/results/tmp/tacos_test")
     args = parser.parse_args(argv)
@@ -333,7 +340,8 @@ def main(argv=None) -> None:
         return worker(args)
     # per-video repeats: the package paths are cheap enough for a median of 3; the baseline and the
     # old autocast path take one pass over the 4,001 queries by default
-    repeats = {p: args.repeats or (1 if args.quick or p not in ("package", "bf16", "bf16-compiled") else 3) for p in PATHS}
+    repeats = {p: args.repeats or (1 if args.quick or p not in ("package", "bf16", "bf16-compiled", "bf16-exact") else 3)
+               for p in PATHS}
 
     if os.path.exists(args.annotations):
         videos = split_shapes(args.annotations, args.quick)
@@ -417,7 +425,8 @@ def main(argv=None) -> None:
     work = valid_flops(MSCLConfig.from_preset(args.preset), videos, args.seed)
     rates = {"fp32": info.get("gemm_gflops_fp32"), "bf16": info.get("gemm_gflops_bf16")}
     floors = {k: work["total"] / (v * 1e9) for k, v in rates.items() if v}
-    precision = {"package": "fp32", "baseline": "fp32", "autocast": "bf16", "bf16": "bf16", "bf16-compiled": "bf16"}
+    precision = {"package": "fp32", "baseline": "fp32", "autocast": "bf16", "bf16": "bf16", "bf16-compiled": "bf16",
+                 "bf16-exact": "bf16"}
 
     rows = []
     base = results.get("baseline", {}).get("total_s")
@@ -426,6 +435,7 @@ def main(argv=None) -> None:
               "bf16": "(b) package `model.ground`, model in bf16",
               "autocast": "(b') inference before issue 14, bf16 autocast",
               "bf16-compiled": "(b+) package `model.ground`, model in bf16, torch.compile",
+              "bf16-exact": "(b−) package `model.ground`, model in bf16, no shape buckets",
               "baseline": "(c) SnAG-style baseline (1 query/forward, padded to the training length), fp32"}
     for p in paths:
         r = results[p]
@@ -434,12 +444,14 @@ def main(argv=None) -> None:
                      f"{1000 * r['total_s'] / queries:.1f}", f"{base / r['total_s']:.2f}×" if base else "—",
                      f"{old_bf16 / r['total_s']:.2f}×" if old_bf16 else "—",
                      f"{100 * floor / r['total_s']:.0f}% ({precision[p]})" if floor else "—",
-                     f"{r['peak_rss_mb'] / 1024:.2f}", f"{r.get('warmup_s', 0.0):.1f}"])
+                     f"{r['peak_rss_mb'] / 1024:.2f}", f"{r.get('warmup_s', 0.0):.1f}",
+                     f"{r['first_pass_s']:.1f}" if "first_pass_s" in r else "—"])
     md = C.markdown_table(["path", "total (s)", "queries/s", "ms/query", "speed-up vs (c)", "speed-up vs (b')",
-                           "floor / time", "peak RSS (GB)", "warm-up (s)"], rows)
+                           "floor / time", "peak RSS (GB)", "warm-up (s)", "first pass (s)"], rows)
     md += (f"\n\n{len(videos)} videos ({min(steps)}–{max(steps)} steps), {queries} queries, random `{args.preset}` weights "
            f"(seed {args.seed}); per video the median of {', '.join(f'{repeats[p]} ({p})' for p in paths)} run(s), "
-           f"summed. Source of shapes: {source}. "
+           f"summed; first pass = each video's first call, summed (one evaluation of the split, kernels met for the first "
+           f"time included). Source of shapes: {source}. "
            f"Padding to {train_len} makes the baseline do {padded_work / valid_work:.2f}× the valid work "
            f"(query-weighted). The reference implementation needed {REFERENCE_SECONDS:.0f} s for this split on its CPU.\n")
     flops = results.get("baseline", {}).get("flops")
@@ -460,17 +472,17 @@ def main(argv=None) -> None:
         md += (f" The package's fast path does {frac['fast_path_fraction']:.3f}× the reference's FLOPs (exact algebra; "
                "counted on the median-length video), so it can exceed 100%.")
     md += "\n"
-    for p, label in (("bf16", "(b)"), ("bf16-compiled", "(b+)")):
+    for p, label in (("bf16", "(b)"), ("bf16-compiled", "(b+)"), ("bf16-exact", "(b−)")):
         if old_bf16 and p in results:
             md += (f"\nbf16: {label} takes {results[p]['total_s']:.1f} s, {old_bf16 / results[p]['total_s']:.2f}× the speed "
                    f"of the old autocast inference (b') ({old_bf16:.1f} s) measured in this run"
                    + ("; its one-time compilation is in the warm-up column" if p == "bf16-compiled" else "") + ".\n")
     if "package" in predictions:
         agree = {}
-        for p in ("bf16", "bf16-compiled", "autocast"):
+        for p in ("bf16", "bf16-compiled", "bf16-exact", "autocast"):
             if p in predictions:
                 agree[p] = C.top1_agreement(predictions[p], predictions["package"])
-                label = {"bf16": "(b)", "bf16-compiled": "(b+)", "autocast": "(b')"}[p]
+                label = {"bf16": "(b)", "bf16-compiled": "(b+)", "bf16-exact": "(b−)", "autocast": "(b')"}[p]
                 md += (f"\n{label} vs (a): the top-1 moment overlaps the fp32 one with "
                        f"tIoU ≥ 0.9 for {100 * agree[p]['tiou_ge_0.9']:.1f}% of the queries (mean tIoU "
                        f"{agree[p]['mean_tiou']:.3f}; random weights, so scores are nearly flat and ties frequent).\n")
@@ -503,7 +515,7 @@ def main(argv=None) -> None:
         "valid_flops": work,
         "gemm_floor_s": floors,
     }
-    name = "tacos_test_quick" if args.quick else "tacos_test"
+    name = args.name or ("tacos_test_quick" if args.quick else "tacos_test")
     C.write_results(name, data, md, args.out, not args.no_write)
     if equivalence is not None:
         if equivalence["mismatching_queries"] or equivalence["loose_only_queries"]:

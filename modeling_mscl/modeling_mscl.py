@@ -569,6 +569,8 @@ class MSCLTextEncoder(nn.Module):
             self.background_token = None
             self.layers = nn.ModuleList()
             self.attention_pool = GlobalSelfAttention(d, config.num_attention_heads, config.attention_dropout, 0.0)
+        # tokens the output has beyond the input's: the background / pooled token 0
+        self.added_tokens = 0 if self.kind == "transformer" and self.background_token is None else 1
         self._pe_cache = {}
 
     def position_table(self, device) -> torch.Tensor:
@@ -783,7 +785,11 @@ class MSCLHead(nn.Module):
 # * all pyramid levels laid end to end in one row sequence, separated by one zero row (a k=3 conv
 #   then sees exactly its zero padding), so the work is a few large GEMMs instead of many small
 #   ones, and it is cut into row tiles of a few MB (with a halo for the convs) so that no buffer
-#   ever reaches glibc's mmap threshold and the allocator reuses its heap.
+#   ever reaches glibc's mmap threshold and the allocator reuses its heap;
+# * with shape buckets (bf16 / fp16 on CPUs by default), each call's rows, queries and text length are
+#   rounded up to a small set of sizes (`_shape_bucket`), padded so that nothing padded reaches an
+#   output: oneDNN compiles and caches a kernel per GEMM shape, and exact shapes would add kernels (and
+#   their memory) for every new video length (docs/performance.md, "Shape buckets").
 #
 # Precision: the residual stream, LayerNorm statistics and the folding are float32 for any compute
 # dtype; GEMMs, GELU and the heads run in the model's dtype (bf16 on AMX / AVX-512-BF16 CPUs and
@@ -934,6 +940,13 @@ def _text_call_layout(folded: List[dict], index: torch.Tensor, length: int, dtyp
     return out
 
 
+def _shape_bucket(size: int, per_octave: int, min_step: int = 1) -> int:
+    """``size`` rounded up to a multiple of ``max(min_step, 2^⌊log2 size⌋ / per_octave)``: a geometric set
+    of sizes (``per_octave`` per doubling, so at most ``1 / per_octave`` of padding beyond the first octave)."""
+    step = max(min_step, (1 << (max(size, 1).bit_length() - 1)) // per_octave)
+    return -(-max(size, 1) // step) * step
+
+
 def _autocast_enabled(device_type: str) -> bool:
     try:
         return torch.is_autocast_enabled(device_type)
@@ -966,10 +979,12 @@ class _EvalFusion:
     its encoded pyramid, then called on each chunk of encoded queries. Returns per-level logits,
     offsets and masks, as :meth:`MSCLForTemporalGrounding.fuse_and_predict` does."""
 
-    def __init__(self, model: "MSCLForTemporalGrounding", levels, level_masks, use_compile: bool, tile_rows: int):
+    def __init__(self, model: "MSCLForTemporalGrounding", levels, level_masks, use_compile: bool, tile_rows: int,
+                 shape_buckets: bool = False):
         first = model.fusion.layers[0]
         dtype = levels[0].dtype
         self.model, self.level_masks, self.use_compile = model, level_masks, use_compile
+        self.shape_buckets = shape_buckets
         self.heads = first.heads
         self.dtype = dtype
         self.weights = model._inference_weights(dtype)
@@ -981,11 +996,17 @@ class _EvalFusion:
             self.starts.append(pos)
             pos += t + 1
         self.rows = pos - 1 + self.halo
+        self.tile_rows = max(tile_rows, 4 * self.halo + 1)
+        # With shape buckets, every call's rows, queries and text length are rounded up to a small set of
+        # sizes; the rows beyond the video are more zero rows (row mask 0, outputs dropped), so the buffers
+        # reach one tile beyond the video.
+        self.call_rows = _shape_bucket(self.rows, 8, 16) if shape_buckets else self.rows
+        buffer_rows = max(self.call_rows, self.rows + self.tile_rows) if shape_buckets else self.rows
         c = levels[0].shape[-1]
-        self.query = levels[0].new_zeros(self.rows, c)
-        self.mod = levels[0].new_zeros(self.rows, c)
-        self.row_mask = levels[0].new_zeros(self.rows, 1)
-        self.level_scale = levels[0].new_zeros(self.rows, 1)
+        self.query = levels[0].new_zeros(buffer_rows, c)
+        self.mod = levels[0].new_zeros(buffer_rows, c)
+        self.row_mask = levels[0].new_zeros(buffer_rows, 1)
+        self.level_scale = levels[0].new_zeros(buffer_rows, 1)
         # the first layer's video-only work, once per video, in row tiles (q_conv reads one row of context)
         rows = max(1, tile_rows)
         for level, (x, s, t) in enumerate(zip(levels, self.starts, self.lengths)):
@@ -997,7 +1018,6 @@ class _EvalFusion:
                 self.mod[s + a : s + e] = first.modulation_norm(x[0, a:e])
             self.row_mask[s : s + t] = 1
             self.level_scale[s : s + t] = model.reg_head.level_scales[level].to(dtype)
-        self.tile_rows = max(tile_rows, 4 * self.halo + 1)
 
     @classmethod
     def applies(cls, model, levels, level_masks) -> bool:
@@ -1016,20 +1036,28 @@ class _EvalFusion:
         offsets = text.new_empty(n_total, out_rows, 2, dtype=self.dtype)
         # queries of similar length share a call (fewer padded keys); several queries per call while
         # they fit the row budget, else one query in row tiles
-        per_call = max(1, min(n_total, self.tile_rows // rows))
+        per_call = max(1, self.tile_rows // self.call_rows)
         order = torch.argsort(text_mask.sum(1), stable=True)
         tile = self.tile_rows - 2 * halo
         for g in range(0, n_total, per_call):
             index = order[g : g + per_call]
+            n = len(index)
             length = int(text_mask[index].any(0).nonzero().max()) + 1
+            if self.shape_buckets:
+                # a bucketed number of queries (copies of the last one, outputs dropped) and of text keys
+                # (padded tokens: key bias −inf, attention weight exactly 0)
+                index = torch.cat([index, index[-1:].expand(min(_shape_bucket(n, 2), per_call) - n)])
+                length = min(_shape_bucket(length, 8, 8), text.shape[1])
             call_text = _text_call_layout(folded, index, length, self.dtype)
             for s in range(halo, rows - halo, tile if per_call == 1 else out_rows):
                 e = min(s + tile, rows - halo) if per_call == 1 else rows - halo
                 a, b = s - halo, e + halo
+                if self.shape_buckets:
+                    b = a + (min(_shape_bucket(b - a, 8, 16), self.tile_rows) if per_call == 1 else self.call_rows)
                 lg, off = _run_rows(self.use_compile, self.query[a:b], self.mod[a:b], self.row_mask[a:b],
                                     self.level_scale[a:b], call_text, self.weights, self.heads)
-                logits[index, s - halo : e - halo] = lg
-                offsets[index, s - halo : e - halo] = off
+                logits[index[:n], s - halo : e - halo] = lg[:n, : e - s]
+                offsets[index[:n], s - halo : e - halo] = off[:n, : e - s]
         level_logits, level_offsets, masks = [], [], []
         for s, t, m in zip(self.starts, self.lengths, self.level_masks):
             level_logits.append(logits[:, s - halo : s - halo + t])
@@ -1329,6 +1357,7 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         pre_nms_threshold: Optional[float] = None,
         time_mapping: Optional[TimeMapping] = None,
         use_compile: Optional[bool] = None,
+        shape_buckets: Optional[bool] = None,
     ) -> List[torch.Tensor]:
         """Ground every query in one whole video.
 
@@ -1350,6 +1379,11 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
             use_compile: ``torch.compile`` the fast path (default: on GPUs only; on CPUs it gains ~10% in
                 bf16 after a one-time compile of minutes). Where compiling fails, the eager function (same
                 results) is used, with one warning.
+            shape_buckets: round every matrix shape up to a small set of sizes (the video's length under its
+                mask, the queries per call, the text length; padding whose outputs are dropped, so the
+                moments are the same up to rounding). Default: on for bf16 / fp16 models on CPUs, where
+                oneDNN compiles and caches kernels (and their scratch memory) per shape: without buckets
+                each new video length costs a first call ~1.5× slower and ~100 MB that stays allocated.
 
         Returns:
             one ``(K, 3)`` tensor per query: ``(start, end, score)``, sorted by score, after Soft-NMS and
@@ -1378,16 +1412,23 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
             # downsampling both give ceil(T/2)), so padding to the top pyramid stride would only add
             # work (~8% on the TACoS test split) without changing any valid output
             unit = cfg.video_input_stride
-            t_pad = max(unit, -(-t_valid // unit) * unit)
             # the model's dtype (float32 unless loaded otherwise); inputs were checked in float32
             dtype = self.dtype
+            if shape_buckets is None:
+                shape_buckets = video.device.type == "cpu" and dtype in (torch.bfloat16, torch.float16)
+            t_pad = _shape_bucket(t_valid, 8, 16) if shape_buckets else t_valid
+            t_pad = max(unit, -(-t_pad // unit) * unit)
             padded = F.pad(video, (0, 0, 0, t_pad - t_valid))[None].to(dtype)
             vmask = (torch.arange(t_pad, device=video.device) < t_valid)[None]
             _, _, levels, level_masks = self.encode_video(padded, vmask)
+            if shape_buckets:  # the masked tail of every level goes: fusion needs no padding of its own
+                kept = [int(m[0].sum()) for m in level_masks]
+                levels = [x[:, :k] for x, k in zip(levels, kept)]
+                level_masks = [m[:, :k] for m, k in zip(level_masks, kept)]
             fast = None
             if _EvalFusion.applies(self, levels, level_masks):
                 fast = _EvalFusion(self, levels, level_masks, self._use_compile(use_compile, dtype, video.device),
-                                   self._inference_tile_rows(dtype))
+                                   self._inference_tile_rows(dtype), shape_buckets=shape_buckets)
             if query_chunk_size:
                 chunk = query_chunk_size
             else:
@@ -1396,9 +1437,15 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
             for start in range(0, len(queries), chunk):
                 part = queries[start : start + chunk]
                 lmax = max(q.shape[0] for q in part)
+                if shape_buckets:  # copies of the last query (dropped after encoding), padded tokens
+                    part = part + [part[-1]] * (min(_shape_bucket(len(part), 2), chunk) - len(part))
+                    extra = self.text_encoder.added_tokens  # the encoded length is the multiple of 8
+                    lmax = _shape_bucket(lmax + extra, 8, 8) - extra
                 text = torch.stack([F.pad(q, (0, 0, 0, lmax - q.shape[0])) for q in part]).to(dtype)
                 tmask = torch.stack([torch.arange(lmax, device=text.device) < q.shape[0] for q in part])
                 enc, enc_mask = self.encode_text(text, tmask)
+                part = queries[start : start + chunk]
+                enc, enc_mask = enc[: len(part)], enc_mask[: len(part)]
                 if fast is not None:
                     logits, offsets, masks = fast(enc, enc_mask)
                 else:

@@ -64,3 +64,40 @@ def test_peak_rss_falls_back_to_ru_maxrss_without_proc(common, monkeypatch):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     expected = peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
     assert common.peak_rss_mb() == pytest.approx(expected, rel=0.05)
+
+
+def test_scope_ground_parts_sees_every_part_and_undoes_its_patches(common):
+    """The benchmarks' instrumentation of ``ground``: every building block runs inside its scope (nested
+    patches of one attribute included), the moments are unchanged, and undoing restores every original."""
+    from contextlib import contextmanager
+
+    import torch
+
+    import modeling_mscl.modeling_mscl as M
+    from modeling_mscl import MSCLForTemporalGrounding
+
+    from conftest import tiny_config
+
+    torch.manual_seed(0)
+    model = MSCLForTemporalGrounding(tiny_config()).eval()
+    video, queries = torch.randn(60, model.config.video_input_dim), [torch.randn(5, model.config.text_input_dim)]
+    plain = model.ground(video, queries)
+    originals = (M._EvalFusion.__init__, M._EvalFusion.__call__, M.post_process_grounding, M._depthwise_k3)
+    entered = []
+
+    @contextmanager
+    def scope(label):
+        entered.append(label)
+        yield
+
+    labels = {part: part.upper() for part in common.GROUND_PARTS}
+    undo = common.scope_ground_parts(model, scope, labels, extra=[(M, "post_process_grounding", "outer decode")])
+    try:
+        scoped = model.ground(video, queries)
+    finally:
+        undo()
+    assert set(entered) == set(labels.values()) | {"outer decode"}
+    assert entered.index("outer decode") < entered.index("DECODE")  # the later patch wraps the earlier one
+    assert all(torch.equal(a, b) for a, b in zip(scoped, plain))
+    assert (M._EvalFusion.__init__, M._EvalFusion.__call__, M.post_process_grounding, M._depthwise_k3) == originals
+    assert not {"encode_video", "encode_text", "fuse_and_predict"} & set(vars(model))

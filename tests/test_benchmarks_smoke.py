@@ -48,6 +48,28 @@ def test_tacos_test_quick_package_matches_baseline(bench, tmp_path):
     assert data["queries"] == sum(v["queries"] for v in data["results"]["package"]["per_video"])
 
 
+def test_tacos_test_quick_shape_bucket_paths(bench, tmp_path):
+    """``bf16-exact`` (buckets off) runs beside ``bf16``; every path records its first pass."""
+    data = bench("bench_tacos_test").main(["--quick", "--in-process", "--threads", "1", "--paths", "package,bf16,bf16-exact",
+                                           "--name", "buckets_quick", "--out", str(tmp_path)])
+    _files(tmp_path, "buckets_quick")
+    assert set(data["results"]) == {"package", "bf16", "bf16-exact"} and data["equivalence"] is None
+    for r in data["results"].values():
+        assert r["first_pass_s"] == pytest.approx(sum(v["runs_s"][0] for v in r["per_video"]))
+    assert "(b−) vs (a)" in (tmp_path / "buckets_quick.md").read_text()
+
+
+def test_shape_buckets_quick(bench, tmp_path):
+    data = bench("bench_shape_buckets").main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])
+    saved = _files(tmp_path, "shape_buckets_quick")
+    assert set(saved["results"]) == {"buckets", "exact"} and saved["lengths"] == [100, 140, 180, 220]
+    for r in data["results"].values():
+        assert len(r["first_s"]) == len(r["second_s"]) == len(r["rss_mb"]) == 4
+        assert r["first_pass_s"] == pytest.approx(sum(r["first_s"]))
+    # the same model and inputs: buckets change the shapes, not the moments (random weights: near ties aside)
+    assert data["top1_agreement"]["mean_tiou"] > 0.9
+
+
 def test_profile_quick(bench, tmp_path):
     data = bench("bench_profile").main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])
     saved = _files(tmp_path, "profile_quick")
@@ -169,7 +191,7 @@ def test_video_extraction_quick(bench, tmp_path):
 @pytest.mark.parametrize(
     "name",
     ["bench_tacos_test", "bench_long_videos", "bench_scaling", "bench_training_step", "bench_bf16_accuracy",
-     "bench_video_extraction", "bench_profile"],
+     "bench_video_extraction", "bench_profile", "bench_shape_buckets"],
 )
 def test_cuda_without_gpu_skips_cleanly(bench, name, tmp_path, monkeypatch, capsys):
     import torch

@@ -2,6 +2,8 @@
 computation (``fuse_and_predict`` + ``post_process_grounding``, which training uses), chunking / tiling invariance,
 bf16, dtype plumbing through ``from_pretrained`` / ``pipeline``, and the compile fallback."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -67,8 +69,9 @@ def _pyramid_and_text(model, t, lengths, gen):
 @pytest.mark.parametrize("t", [1, 2, 7, 97, 150])
 def test_fast_path_equals_fuse_and_predict(variant, t):
     """Per-level logits and offsets of the fast path == the reference, to float32 rounding, for odd /
-    even / very short lengths (levels of length 1), text padding, and several row-tile sizes (one
-    call; many tiles whose halos cross level boundaries; the smallest tile the halo allows)."""
+    even / very short lengths (levels of length 1), text padding, several row-tile sizes (one
+    call; many tiles whose halos cross level boundaries; the smallest tile the halo allows), with and
+    without shape buckets (padded rows, queries and keys)."""
     model = tiny_model(**VARIANTS[variant])
     t = t * model.config.video_input_stride
     gen = torch.Generator().manual_seed(t)
@@ -77,8 +80,9 @@ def test_fast_path_equals_fuse_and_predict(variant, t):
         _, ref_logits, ref_offsets, ref_masks = model.fuse_and_predict(
             levels, level_masks, enc, enc_mask, torch.zeros(enc.shape[0], dtype=torch.long))
         assert M._EvalFusion.applies(model, levels, level_masks)
-        for tile_rows in (10_000, 37, 1):
-            fast = M._EvalFusion(model, levels, level_masks, use_compile=False, tile_rows=tile_rows)
+        for tile_rows, buckets in [(r, b) for r in (10_000, 37, 1) for b in (False, True)]:
+            fast = M._EvalFusion(model, levels, level_masks, use_compile=False, tile_rows=tile_rows,
+                                 shape_buckets=buckets)
             logits, offsets, masks = fast(enc, enc_mask)
             for level in range(len(levels)):
                 assert logits[level].shape == ref_logits[level].shape
@@ -168,6 +172,112 @@ def test_row_tiles_stay_within_the_budget(monkeypatch):
     for dtype in (torch.float32, torch.bfloat16):
         rows = MSCLForTemporalGrounding(MSCLConfig.from_preset("tacos_c3d"))._inference_tile_rows(dtype)
         assert rows * 4 * 256 * torch.empty((), dtype=dtype).element_size() <= 8 << 20
+
+
+# --------------------------------------------------------------------------------------------
+# shape buckets
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("per_octave, min_step", [(8, 16), (8, 8), (2, 1)])
+def test_shape_bucket_is_the_smallest_bucket_at_least_the_size(per_octave, min_step):
+    octaves = {}
+    for size in range(1, 5000):
+        b = M._shape_bucket(size, per_octave, min_step)
+        step = max(min_step, 2 ** int(math.log2(size)) // per_octave)
+        assert b % step == 0 and size <= b < size + step, (size, b)
+        if size >= per_octave * min_step:
+            assert b <= size * (1 + 1 / per_octave)
+        octaves.setdefault(int(math.log2(size)), set()).add(b)
+    assert all(len(v) <= per_octave + 1 for v in octaves.values())
+    assert [M._shape_bucket(n, 2) for n in range(1, 14)] == [1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12, 16]
+
+
+@pytest.mark.parametrize("variant", ["affine", "adaln", "input-stride-2"])
+def test_ground_with_shape_buckets_equals_the_exact_shapes(variant, monkeypatch):
+    """Buckets pad the video under its mask, the queries with copies and the text with masked tokens, and
+    drop what the padding produced: the moments are those of the exact shapes (float32, to rounding),
+    in whole-video calls and in row tiles, for any chunking."""
+    model = tiny_model(seed=16, **VARIANTS[variant])
+    gen = torch.Generator().manual_seed(17)
+    dv, dt = model.config.video_input_dim, model.config.text_input_dim
+    queries = [torch.randn(n, dt, generator=gen) for n in (3, 8, 5, 1, 16, 7, 2, 11, 4)]
+    for t in (2, 37, 173, 402):
+        video = torch.randn(t * model.config.video_input_stride, dv, generator=gen)
+        for chunk, tile_rows in ((None, None), (3, None), (None, 60)):
+            if tile_rows:
+                monkeypatch.setattr(model, "_inference_tile_rows", lambda dtype, r=tile_rows: r)
+            exact = model.ground(video, queries, query_chunk_size=chunk, shape_buckets=False)
+            bucketed = model.ground(video, queries, query_chunk_size=chunk, shape_buckets=True)
+            for a, b in zip(bucketed, exact):
+                assert a.shape == b.shape
+                torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-5)
+            monkeypatch.undo()
+
+
+def _call_shapes(model, monkeypatch, videos, **kwargs):
+    """Every matrix-shaping size ``ground`` uses: the video encoder's input, the text encoder's input,
+    and each fusion call's (rows, queries, keys)."""
+    shapes = {"video": set(), "text": set(), "rows": set()}
+    encode_video, encode_text, rows_fn = model.encode_video, model.encode_text, M._fuse_and_predict_rows
+
+    def spy_video(video, mask):
+        shapes["video"].add(video.shape[1])
+        return encode_video(video, mask)
+
+    def spy_text(text, mask):
+        shapes["text"].add(tuple(text.shape[:2]))
+        return encode_text(text, mask)
+
+    def spy_rows(video_query, video_mod, row_mask, level_scale, text, *args):
+        shapes["rows"].add((video_query.shape[0], text[0]["values"].shape[0], text[0]["values"].shape[1]))
+        return rows_fn(video_query, video_mod, row_mask, level_scale, text, *args)
+
+    monkeypatch.setattr(model, "encode_video", spy_video)
+    monkeypatch.setattr(model, "encode_text", spy_text)
+    monkeypatch.setattr(M, "_fuse_and_predict_rows", spy_rows)
+    for video, queries in videos:
+        model.ground(video, queries, use_compile=False, **kwargs)
+    monkeypatch.undo()
+    return shapes
+
+
+def test_shape_buckets_bound_the_set_of_shapes(monkeypatch):
+    """A dataset of many video lengths, query counts and query lengths: with buckets, ground uses a few
+    shapes (each at most one bucket step above the exact one), without them about one per video; bf16
+    models on CPUs use buckets by default, float32 models do not."""
+    model = tiny_model(seed=18)
+    gen = torch.Generator().manual_seed(19)
+    dv, dt = model.config.video_input_dim, model.config.text_input_dim
+    lengths = list(range(300, 600, 7))  # 43 videos
+    videos = [(torch.randn(t, dv, generator=gen),
+               [torch.randn(3 + (i * 5 + j) % 17, dt, generator=gen) for j in range(1 + i % 9)])
+              for i, t in enumerate(lengths)]
+    exact = _call_shapes(model, monkeypatch, videos, shape_buckets=False)
+    bucketed = _call_shapes(model, monkeypatch, videos, shape_buckets=True)
+    assert exact["video"] == set(lengths) and len(exact["rows"]) >= len(lengths)
+    # 300..599 steps: one octave and a bit, at 8 sizes per octave
+    assert bucketed["video"] == {M._shape_bucket(t, 8, 16) for t in lengths} and len(bucketed["video"]) <= 10
+    assert len(bucketed["text"]) <= 7 * 3  # (queries 1..9 → 1, 2, 3, 4, 6, 8, 12) × (tokens 3..19 → 8, 16, 24)
+    extra = model.text_encoder.added_tokens
+    assert all(n in (1, 2, 3, 4, 6, 8, 12, 16) and (length + extra) % 8 == 0 for n, length in bucketed["text"])
+    rows = {r for r, _, _ in bucketed["rows"]}
+    assert len(rows) <= 10 and len({r for r, _, _ in exact["rows"]}) >= len(lengths)
+    heads = model.fusion.layers[0].heads
+    assert all(keys % (8 * heads) == 0 for _, _, keys in bucketed["rows"])
+    # queries per call: a bucket, or the most that fit the row budget (a function of the bucketed rows)
+    budget = model._inference_tile_rows(torch.float32)
+    assert all(n in (1, 2, 3, 4, 6, 8, 12, 16) or n == budget // r for r, n, _ in bucketed["rows"])
+    # bucket padding is at most one step (1/8 of the size) beyond the exact rows of each length
+    exact_rows = sorted({r for r, _, _ in exact["rows"]})
+    assert all(any(r <= b <= r * 1.125 + 16 for b in rows) for r in exact_rows)
+
+    model = model.to(torch.bfloat16)
+    default16 = _call_shapes(model, monkeypatch, videos[:5])
+    assert default16["video"] == {M._shape_bucket(t, 8, 16) for t in lengths[:5]}
+    model = model.float()
+    default32 = _call_shapes(model, monkeypatch, videos[:5])
+    assert default32["video"] == set(lengths[:5])
 
 
 def test_training_mode_and_padded_levels_use_the_reference():
