@@ -25,7 +25,10 @@ Four paths, each in its own fresh process (so its peak RSS is its own):
 Every path first runs one untimed warm-up (the shortest and the longest video, 3 queries each: it
 compiles where compiling is on); its time is reported apart. The package path must give the same
 top-5 moments as the baseline for every query (segments within 1e-3 grid units, scores within 1e-5,
-tied scores in either order); the script asserts it and reports the largest differences. The bf16
+tied scores in either order); the script asserts it and reports the largest differences. A query that
+differs is rechecked before decoding: if both paths' head outputs are within float32 rounding (1e-4) of the
+reference computation in float64 on the same weights and inputs, the difference is decoding's choice between
+candidates that tie at float32 resolution, and it is reported as such instead of failing. The bf16
 paths are compared with the package path (top-1 overlap), not asserted.
 
 The GEMM-bound floor: the FLOPs (matmul/conv/attention, ``torch.utils.flop_counter``) of the
@@ -63,6 +66,8 @@ REFERENCE_SECONDS = 384.0
 SEGMENT_TOL, SCORE_TOL = 1e-3, 1e-5
 # diagnostic only: queries that miss SCORE_TOL but match at this looser one are counted apart
 LOOSE_SCORE_TOL = 1e-4
+# head outputs (logits, offsets of O(1–10)) within this of the float64 reference: float32 rounding
+FLOAT32_HEAD_TOL = 1e-4
 
 
 def split_shapes(path: str, quick: bool):
@@ -128,6 +133,64 @@ def _baseline_video(model, video, text):
         enc, enc_mask = model.encode_text(q[None], torch.ones(1, q.shape[0], dtype=torch.bool, device=q.device))
         _, logits, offsets, masks = model.fuse_and_predict(levels, level_masks, enc, enc_mask, index)
         out.extend(post_process_grounding((logits, offsets, masks), cfg))
+    return out
+
+
+def _head_outputs(model, video, query, pad_to=None, fast=False):
+    """Per-level (logits, offsets) of one query over the video's valid points, through the reference
+    computation (``fuse_and_predict``; the video padded under its mask to ``pad_to`` steps, as the baseline
+    does) or through ``ground``'s eval-mode fast path (``fast``)."""
+    import torch
+    import torch.nn.functional as F
+
+    import modeling_mscl.modeling_mscl as M
+
+    t_valid = video.shape[0]
+    t_pad = pad_to or t_valid
+    padded = F.pad(video, (0, 0, 0, t_pad - t_valid))[None]
+    vmask = (torch.arange(t_pad, device=video.device) < t_valid)[None]
+    _, _, levels, level_masks = model.encode_video(padded, vmask)
+    kept = [int(m[0].sum()) for m in level_masks]
+    levels, level_masks = [x[:, :k] for x, k in zip(levels, kept)], [m[:, :k] for m, k in zip(level_masks, kept)]
+    enc, enc_mask = model.encode_text(query[None], torch.ones(1, query.shape[0], dtype=torch.bool, device=query.device))
+    if fast:
+        logits, offsets, _ = M._EvalFusion(model, levels, level_masks, False, model._inference_tile_rows(model.dtype))(enc, enc_mask)
+    else:
+        index = torch.zeros(1, dtype=torch.long, device=video.device)
+        _, logits, offsets, _ = model.fuse_and_predict(levels, level_masks, enc, enc_mask, index)
+    return [(lg[0].double(), off[0].double()) for lg, off in zip(logits, offsets)]
+
+
+def recheck_against_float64(queries, videos, preset: str, seed: int, device: str = "cpu"):
+    """For queries whose moments differ between the package and the baseline: how far each path's head
+    outputs (every level's logits and offsets over the valid points, before decoding) are from the reference
+    computation in float64 on the same weights and inputs. Both within float32 rounding means the paths
+    compute the same function and the moments differ by decoding two candidates that tie at float32
+    resolution. Returns ``{query: {"package": max |Δ|, "baseline": max |Δ|}}``."""
+    import copy
+
+    import torch
+
+    from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding
+
+    config = MSCLConfig.from_preset(preset)
+    torch.manual_seed(seed)  # the workers' model: the same seed, then the constructor
+    model = MSCLForTemporalGrounding(config).eval().to(device)
+    model64 = copy.deepcopy(model).double()
+    owner = [(i, j) for i, (_, _, tokens) in enumerate(videos) for j in range(len(tokens))]
+    train_len = config.max_video_length * config.video_input_stride
+    out = {}
+    with torch.no_grad():
+        for q in queries:
+            i, j = owner[q]
+            _, steps, tokens = videos[i]
+            video, text = _inputs(i, steps, tokens, seed, config)
+            video, query = video.to(device), text[j].to(device)
+            truth = _head_outputs(model64, video.double(), query.double())
+            paths = {"package": _head_outputs(model, video, query, fast=True),
+                     "baseline": _head_outputs(model, video, query, pad_to=-(-steps // train_len) * train_len)}
+            out[q] = {name: max(float((a - b).abs().max()) for got, want in zip(levels, truth) for a, b in zip(got, want))
+                      for name, levels in paths.items()}
     return out
 
 
@@ -407,10 +470,16 @@ def main(argv=None) -> None:
     equivalence = None
     if "package" in predictions and "baseline" in predictions:
         seg, score, loose, bad = compare(predictions["package"], predictions["baseline"])
+        # a query whose two paths both stay within float32 rounding of the float64 reference is a tie
+        # between candidates at float32 resolution, not a difference between the computations
+        distance = recheck_against_float64([q for q, _ in bad], videos, args.preset, args.seed, device) if bad else {}
+        ties = [(q, d) for q, d in distance.items() if max(d.values()) <= FLOAT32_HEAD_TOL]
+        bad = [(q, why) for q, why in bad if q not in dict(ties)]
         equivalence = {"max_segment_diff_rankwise": seg, "max_score_diff_rankwise": score,
                        "strict_matches": len(predictions["package"]) - len(loose) - len(bad),
                        "loose_only_queries": len(loose), "loose_examples": loose[:10],
-                       "mismatching_queries": len(bad), "examples": bad[:5], "segment_tol": SEGMENT_TOL,
+                       "mismatching_queries": len(bad), "examples": bad[:5], "float32_ties": ties,
+                       "float64_distance": distance, "head_tol": FLOAT32_HEAD_TOL, "segment_tol": SEGMENT_TOL,
                        "score_tol": SCORE_TOL, "loose_score_tol": LOOSE_SCORE_TOL}
     steps = [s for _, s, _ in videos]
     valid_work = sum(s * len(t) for _, s, t in videos)
@@ -491,7 +560,10 @@ def main(argv=None) -> None:
         md += (f"\nEquivalence (a) vs (c), top-5 moments of all {queries} queries: {e['strict_matches']} match within "
                f"{SEGMENT_TOL:g} grid units and scores within {SCORE_TOL:g} (moments with tied scores in either order); "
                f"{e['loose_only_queries']} more match only with scores within {LOOSE_SCORE_TOL:g} {e['loose_examples'][:3]}; "
-               f"{e['mismatching_queries']} differ. "
+               f"{len(e['float32_ties'])} differ by a tie at float32 resolution (both paths' head outputs within "
+               f"{FLOAT32_HEAD_TOL:g} of the float64 reference computation: "
+               + (", ".join(f"query {q}: package {d['package']:.1g}, baseline {d['baseline']:.1g}" for q, d in e["float32_ties"])
+                  or "none") + f"); {e['mismatching_queries']} differ. "
                f"Rank-by-rank maxima: segments {e['max_segment_diff_rankwise']:.2g}, scores "
                f"{e['max_score_diff_rankwise']:.2g} (tie swaps included).\n")
     if args.in_process:

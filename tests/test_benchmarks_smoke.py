@@ -202,3 +202,24 @@ def test_cuda_without_gpu_skips_cleanly(bench, name, tmp_path, monkeypatch, caps
     assert exit_info.value.code == 0
     assert "SKIP" in capsys.readouterr().out
     assert not (tmp_path / "cuda").exists()
+
+
+def test_tacos_recheck_against_float64_separates_ties_from_differences(bench, monkeypatch):
+    """A query whose moments differ is rechecked before decoding: both paths within float32 rounding of the
+    float64 reference is a tie; a path off by more is a real difference."""
+    import modeling_mscl.modeling_mscl as M
+
+    mod = bench("bench_tacos_test")
+    videos = [("v0", 40, [5, 7]), ("v1", 70, [4])]
+    close = mod.recheck_against_float64([0, 2], videos, "quickstart", seed=0)
+    assert set(close) == {0, 2}
+    assert all(0 < d <= mod.FLOAT32_HEAD_TOL for v in close.values() for d in v.values())
+    real = M._EvalFusion.__call__
+
+    def off(self, *args):  # a fast path that is wrong by 1e-3 in every logit
+        logits, offsets, masks = real(self, *args)
+        return [x + 1e-3 for x in logits], offsets, masks
+
+    monkeypatch.setattr(M._EvalFusion, "__call__", off)
+    wrong = mod.recheck_against_float64([0], videos, "quickstart", seed=0)[0]
+    assert wrong["package"] > mod.FLOAT32_HEAD_TOL >= wrong["baseline"]

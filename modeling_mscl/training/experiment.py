@@ -252,17 +252,22 @@ def run_training(options: TrainingOptions, overrides: Optional[Dict[str, Any]] =
 
 
 def shutdown_distributed() -> None:
-    """End of a multi-process run: release DDP and the process group while every process is still there.
+    """End of a run: release the data streams, and in a multi-process run DDP and the process group, while
+    every process is still there.
 
-    Destroying a DDP wrapper (or gloo state) after a peer process has already exited can block; so wait
-    for everyone, collect the trainers' wrappers, wait again and destroy the process group. No-op for a
-    single process.
+    The streaming datasets' parquet readers run pyarrow threads; a reader left in a reference cycle is only
+    collected during interpreter shutdown, after Arrow's memory pools are gone, where its threads can abort
+    the process (``terminate called without an active exception``, exit 134: apache/arrow#34314,
+    huggingface/datasets#7566) after a run that succeeded. One collection here, while Arrow is alive, joins
+    them. Destroying a DDP wrapper (or gloo state) after a peer process has already exited can block; so
+    wait for everyone, collect the trainers' wrappers, wait again and destroy the process group.
     """
     import gc
 
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
+        gc.collect()
         return
     dist.barrier()
     gc.collect()
