@@ -447,6 +447,7 @@ def main(argv=None) -> None:
                     saved = json.load(fh)
                 if saved.get("key") == json.loads(json.dumps(cache_key(p))):
                     results[p], predictions[p] = saved["result"], saved["predictions"]
+                    results[p]["reused_from_cache"] = True
                     print(f"[{p}] reusing {cached}: {results[p]['total_s']:.1f} s", flush=True)
                     continue
             worker_args = ["--path", p, "--shapes", shapes, "--predictions", pred, "--repeats", str(repeats[p]),
@@ -462,8 +463,8 @@ def main(argv=None) -> None:
             if cached:
                 os.makedirs(args.cache, exist_ok=True)
                 with open(cached, "w") as fh:
-                    json.dump({"key": cache_key(p),
-                               "result": results[p], "predictions": predictions[p]}, fh)
+                    json.dump({"key": cache_key(p), "result": {**results[p], "measured_on": info},
+                               "predictions": predictions[p]}, fh)
     load_after = C.load_average()
 
     queries = sum(len(t) for _, _, t in videos)
@@ -476,7 +477,7 @@ def main(argv=None) -> None:
         ties = [(q, d) for q, d in distance.items() if max(d.values()) <= FLOAT32_HEAD_TOL]
         bad = [(q, why) for q, why in bad if q not in dict(ties)]
         equivalence = {"max_segment_diff_rankwise": seg, "max_score_diff_rankwise": score,
-                       "strict_matches": len(predictions["package"]) - len(loose) - len(bad),
+                       "strict_matches": len(predictions["package"]) - len(loose) - len(bad) - len(ties),
                        "loose_only_queries": len(loose), "loose_examples": loose[:10],
                        "mismatching_queries": len(bad), "examples": bad[:5], "float32_ties": ties,
                        "float64_distance": distance, "head_tol": FLOAT32_HEAD_TOL, "segment_tol": SEGMENT_TOL,
@@ -566,6 +567,15 @@ def main(argv=None) -> None:
                   or "none") + f"); {e['mismatching_queries']} differ. "
                f"Rank-by-rank maxima: segments {e['max_segment_diff_rankwise']:.2g}, scores "
                f"{e['max_score_diff_rankwise']:.2g} (tie swaps included).\n")
+    reused = [p for p in paths if results[p].get("reused_from_cache")]
+    if reused:
+        def rates_of(p):
+            m = results[p].get("measured_on") or {}
+            return f" (its run: {m['gemm_gflops_fp32']}/{m['gemm_gflops_bf16']} GFLOP/s)" if "gemm_gflops_bf16" in m else ""
+
+        md += ("\nReused from `--cache` (measured by an earlier run of the same command on the same code): "
+               + ", ".join(p + rates_of(p) for p in reused)
+               + ". The machine line and GEMM rates above (hence floor / time) are this run's.\n")
     if args.in_process:
         md += "\nIn-process run (smoke test): peak RSS is the whole process's, not one measurement's.\n"
     data = {
