@@ -141,17 +141,10 @@ def _head_outputs(model, video, query, pad_to=None, fast=False):
     computation (``fuse_and_predict``; the video padded under its mask to ``pad_to`` steps, as the baseline
     does) or through ``ground``'s eval-mode fast path (``fast``)."""
     import torch
-    import torch.nn.functional as F
 
     import modeling_mscl.modeling_mscl as M
 
-    t_valid = video.shape[0]
-    t_pad = pad_to or t_valid
-    padded = F.pad(video, (0, 0, 0, t_pad - t_valid))[None]
-    vmask = (torch.arange(t_pad, device=video.device) < t_valid)[None]
-    _, _, levels, level_masks = model.encode_video(padded, vmask)
-    kept = [int(m[0].sum()) for m in level_masks]
-    levels, level_masks = [x[:, :k] for x, k in zip(levels, kept)], [m[:, :k] for m, k in zip(level_masks, kept)]
+    levels, level_masks = model._encode_padded_video(video, pad_to or video.shape[0], trim=True)
     enc, enc_mask = model.encode_text(query[None], torch.ones(1, query.shape[0], dtype=torch.bool, device=query.device))
     if fast:
         logits, offsets, _ = M._EvalFusion(model, levels, level_masks, False, model._inference_tile_rows(model.dtype))(enc, enc_mask)

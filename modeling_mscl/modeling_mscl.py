@@ -1152,6 +1152,20 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         """``(B, T_in, Dv)`` → (Z^0 ``(B, T, C)``, its mask, pyramid levels, level masks)."""
         return self.video_encoder(video_features, video_mask)
 
+    def _encode_padded_video(self, video: torch.Tensor, t_pad: int, trim: bool = False):
+        """Encode one video ``(T, Dv)`` zero-padded under its mask to ``t_pad`` steps, in the model's dtype;
+        ``trim`` drops every level's masked tail (the valid points are the same as unpadded). Returns the
+        pyramid levels and their masks."""
+        t_valid = video.shape[0]
+        padded = F.pad(video, (0, 0, 0, t_pad - t_valid))[None].to(self.dtype)
+        vmask = (torch.arange(t_pad, device=video.device) < t_valid)[None]
+        _, _, levels, level_masks = self.encode_video(padded, vmask)
+        if trim:
+            kept = [int(m[0].sum()) for m in level_masks]
+            levels = [x[:, :k] for x, k in zip(levels, kept)]
+            level_masks = [m[:, :k] for m, k in zip(level_masks, kept)]
+        return levels, level_masks
+
     def encode_text(self, text_features: torch.Tensor, text_mask: torch.Tensor):
         """``(N, L, Dt)`` → ``(N, L+1, D)`` and its mask."""
         return self.text_encoder(text_features, text_mask)
@@ -1418,13 +1432,8 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
                 shape_buckets = video.device.type == "cpu" and dtype in (torch.bfloat16, torch.float16)
             t_pad = _shape_bucket(t_valid, 8, 16) if shape_buckets else t_valid
             t_pad = max(unit, -(-t_pad // unit) * unit)
-            padded = F.pad(video, (0, 0, 0, t_pad - t_valid))[None].to(dtype)
-            vmask = (torch.arange(t_pad, device=video.device) < t_valid)[None]
-            _, _, levels, level_masks = self.encode_video(padded, vmask)
-            if shape_buckets:  # the masked tail of every level goes: fusion needs no padding of its own
-                kept = [int(m[0].sum()) for m in level_masks]
-                levels = [x[:, :k] for x, k in zip(levels, kept)]
-                level_masks = [m[:, :k] for m, k in zip(level_masks, kept)]
+            # with buckets the masked tail of every level goes: fusion needs no padding of its own
+            levels, level_masks = self._encode_padded_video(video, t_pad, trim=shape_buckets)
             fast = None
             if _EvalFusion.applies(self, levels, level_masks):
                 fast = _EvalFusion(self, levels, level_masks, self._use_compile(use_compile, dtype, video.device),
@@ -1437,14 +1446,14 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
             for start in range(0, len(queries), chunk):
                 part = queries[start : start + chunk]
                 lmax = max(q.shape[0] for q in part)
+                batch = part
                 if shape_buckets:  # copies of the last query (dropped after encoding), padded tokens
-                    part = part + [part[-1]] * (min(_shape_bucket(len(part), 2), chunk) - len(part))
+                    batch = part + [part[-1]] * (min(_shape_bucket(len(part), 2), chunk) - len(part))
                     extra = self.text_encoder.added_tokens  # the encoded length is the multiple of 8
                     lmax = _shape_bucket(lmax + extra, 8, 8) - extra
-                text = torch.stack([F.pad(q, (0, 0, 0, lmax - q.shape[0])) for q in part]).to(dtype)
-                tmask = torch.stack([torch.arange(lmax, device=text.device) < q.shape[0] for q in part])
+                text = torch.stack([F.pad(q, (0, 0, 0, lmax - q.shape[0])) for q in batch]).to(dtype)
+                tmask = torch.stack([torch.arange(lmax, device=text.device) < q.shape[0] for q in batch])
                 enc, enc_mask = self.encode_text(text, tmask)
-                part = queries[start : start + chunk]
                 enc, enc_mask = enc[: len(part)], enc_mask[: len(part)]
                 if fast is not None:
                     logits, offsets, masks = fast(enc, enc_mask)
