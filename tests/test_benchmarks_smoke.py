@@ -109,10 +109,15 @@ def test_long_videos_quick(bench, tmp_path):
 
 def test_scaling_quick(bench, tmp_path):
     data = bench("bench_scaling").main(["--quick", "--in-process", "--threads", "1", "--factors", "1,2",
-                                       "--queries", "2", "--out", str(tmp_path)])
+                                       "--queries", "2", "--rounds", "2", "--out", str(tmp_path)])
     _files(tmp_path, "scaling_quick")
     assert [r["length"] for r in data["results"]] == [128, 256]
-    assert data["ratios"]["time"] > 0
+    first, last = data["results"]
+    assert len(first["rounds_s"]) == len(last["rounds_s"]) == data["rounds"] == 2  # every length once per round
+    # the time ratio is the median (here: the mean of two) of each round's own ratio
+    expected = (last["rounds_s"][0] / first["rounds_s"][0] + last["rounds_s"][1] / first["rounds_s"][1]) / 2
+    assert data["ratios"]["time"] == pytest.approx(expected) and data["round_time_ratios"] == pytest.approx(
+        [b / a for a, b in zip(first["rounds_s"], last["rounds_s"])])
 
 
 def test_training_step_quick(bench, tmp_path):
