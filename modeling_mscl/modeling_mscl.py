@@ -245,6 +245,18 @@ class MaskedConv(nn.Module):
         out = conv(x.transpose(1, 2)).transpose(1, 2)
         return out, downsample_mask(mask, conv.stride[0])
 
+    def valid(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv without its zero padding, on masked input that holds its own context rows:
+        ``(N, T, C)`` → ``(N, (T − k) // stride + 1, O)`` (inference row tiles). The same sums as
+        :meth:`forward` on the rows inside; at the sequence's edges the caller supplies zero rows."""
+        conv = self.conv
+        if conv.kernel_size[0] == 3 and conv.stride[0] == 1:
+            o = conv.out_channels
+            taps = F.linear(x, conv.weight.permute(2, 0, 1).reshape(3 * o, -1))  # (N, T, 3·O)
+            out = taps[:, :-2, :o] + taps[:, 1:-1, o : 2 * o] + taps[:, 2:, 2 * o :]
+            return out + conv.bias if conv.bias is not None else out
+        return F.conv1d(x.transpose(1, 2), conv.weight, conv.bias, stride=conv.stride).transpose(1, 2)
+
 
 class FeedForward(nn.Module):
     """``Linear(C, 4C) → GELU → dropout → Linear(4C, C) → dropout``."""
@@ -258,16 +270,22 @@ class FeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(x)))))
 
-    def inference_weights(self, norm: nn.LayerNorm, layer_scale: "LayerScale", dtype: torch.dtype) -> dict:
+    def inference_weights(self, norm: nn.LayerNorm, layer_scale: "LayerScale", dtype: torch.dtype,
+                          fused: bool = False) -> dict:
         """Eval-mode weights of ``x + γ·FFN(norm(x))`` for :func:`_ffn_residual`. Exact algebra: the
-        LayerScale ``γ`` is folded into ``fc2`` (``diag(γ)·W2``, ``γ·b2``); dropout is the identity."""
+        LayerScale ``γ`` is folded into ``fc2`` (``diag(γ)·W2``, ``γ·b2``); dropout is the identity.
+        ``fused``: also the two GEMMs' weights packed for oneDNN's fused linear (see :func:`_ffn_residual`)."""
         gamma = layer_scale.gamma.float()
-        return {
+        out = {
             "norm_w": norm.weight.float(), "norm_b": norm.bias.float(), "norm_eps": norm.eps,
             "w1": self.fc1.weight.to(dtype), "b1": self.fc1.bias.to(dtype),
             "w2": (self.fc2.weight.float() * gamma[:, None]).to(dtype),
             "b2": (self.fc2.bias.float() * gamma).to(dtype),
         }
+        if fused:
+            out["w1_packed"] = torch.ops.mkldnn._reorder_linear_weight(out["w1"], None)
+            out["w2_packed"] = torch.ops.mkldnn._reorder_linear_weight(out["w2"], None)
+        return out
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -531,14 +549,22 @@ class MSCLVideoEncoder(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor):
         """``features (B, T_in, Dv)``, ``mask (B, T_in)`` → embedding ``(B, T, C)``, its mask, the
         pyramid (per level ``(B, T_l, C)``) and the level masks."""
-        x = self.embed_proj(apply_mask(features, mask))
-        for conv, norm in zip(self.embed_convs, self.embed_norms):
-            x, mask = conv(x, mask)
-            x = F.relu(norm(x))
-        x = apply_mask(x, mask)
+        rows = _tile_rows(features.shape[0] * max(features.shape[2], 3 * self.config.hidden_size))
+        tiled = not torch.is_grad_enabled() and not self.training and features.shape[1] > rows
+        if tiled:
+            x, mask = self._embed_tiles(features, mask, rows)
+        else:
+            x = self.embed_proj(apply_mask(features, mask))
+            for conv, norm in zip(self.embed_convs, self.embed_norms):
+                x, mask = conv(x, mask)
+                x = F.relu(norm(x))
+            x = apply_mask(x, mask)
         embedding, embedding_mask = x, mask  # Z^0: before the position encoding, masked
         if self.config.video_use_abs_pe:
-            x = add_position_encoding(x, mask, self.position_table(x.device))
+            if tiled:
+                x = _add_position_encoding_tiles(x, mask, self.position_table(x.device), rows)
+            else:
+                x = add_position_encoding(x, mask, self.position_table(x.device))
         for block in self.stem:
             x, mask = block(x, mask)
         levels, masks = [], []
@@ -547,6 +573,63 @@ class MSCLVideoEncoder(nn.Module):
             levels.append(x)
             masks.append(mask)
         return embedding, embedding_mask, levels, masks
+
+    def _embed_tiles(self, features: torch.Tensor, mask: torch.Tensor, rows: int):
+        """The embedding stage (projection, embedding convs, norms, ReLU, mask) at inference on long
+        sequences, in tiles of ``rows`` output rows; the same ops on the same rows as the untiled stage.
+
+        Each tile reads the input rows its convs need (for every conv, ``stride × tile + kernel − 1``
+        rows of the stage before: a few rows of recomputed context), masked and zero outside the
+        sequence as the convs' own zero padding would be. Only the output is allocated at full length:
+        on a 32,768-clip video the untiled stage's T × 3C conv taps and its copies are hundreds of MB
+        of fresh pages per call.
+        """
+        convs = [m.conv for m in self.embed_convs]
+        masks = [mask]  # each stage's mask (booleans: cheap at full length)
+        for conv in convs:
+            masks.append(downsample_mask(masks[-1], conv.stride[0]))
+        b, t_out = features.shape[0], masks[-1].shape[1]
+        out = features.new_empty(b, t_out, self.config.hidden_size, dtype=self.embed_proj.weight.dtype)
+
+        def rows_of(x, m, lo, hi):
+            """Rows [lo, hi) of ``x`` masked by ``m``, zero outside the sequence."""
+            a, e = max(lo, 0), min(hi, x.shape[1])
+            part = apply_mask(x[:, a:e], m[:, a:e])
+            return part if (a, e) == (lo, hi) else F.pad(part, (0, 0, a - lo, hi - e))
+
+        for a in range(0, t_out, rows):
+            e = min(a + rows, t_out)
+            spans = [(a, e)]  # rows of every stage's output this tile reads, from the last stage back
+            for conv in reversed(convs):
+                lo, hi = spans[0]
+                s, p = conv.stride[0], conv.padding[0]
+                spans.insert(0, (s * lo - p, s * (hi - 1) + p + 1))
+            lo, hi = spans[0]
+            x = self.embed_proj(rows_of(features, masks[0], lo, hi))
+            for j, (conv, norm) in enumerate(zip(self.embed_convs, self.embed_norms)):
+                lo, hi = spans[j]
+                # rows outside the sequence or masked: zero, as the untiled conv's padding and mask make them
+                in_seq = F.pad(masks[j][:, max(lo, 0) : min(hi, masks[j].shape[1])],
+                               (max(-lo, 0), max(hi - masks[j].shape[1], 0)), value=False)
+                x = F.relu(norm(conv.valid(apply_mask(x, in_seq))))
+            out[:, a:e] = apply_mask(x, masks[-1][:, a:e])
+        return out, masks[-1]
+
+
+def _add_position_encoding_tiles(x: torch.Tensor, mask: torch.Tensor, table: torch.Tensor, rows: int) -> torch.Tensor:
+    """:func:`add_position_encoding` in tiles of ``rows`` rows (the same sums): on long videos the untiled
+    function's stretched, padded and masked tables are each a full-length buffer."""
+    bsz, t, _ = x.shape
+    max_len = table.shape[0]
+    lengths = [int(n) for n in mask.sum(dim=1)]
+    # per sequence, the table it reads (stretched over its valid length when longer than the table)
+    sources = [table] * bsz if t <= max_len else [table[:n] if n <= max_len else stretch_table(table, n) for n in lengths]
+    out = torch.empty_like(x)
+    for a in range(0, t, rows):
+        e = min(a + rows, t)
+        pe = torch.stack([F.pad(src[a:e], (0, 0, 0, (e - a) - src[a:e].shape[0])) for src in sources])
+        out[:, a:e] = x[:, a:e] + pe.to(x.dtype) * mask[:, a:e, None].to(x.dtype)
+    return out
 
 
 class MSCLTextEncoder(nn.Module):
@@ -701,12 +784,13 @@ class FusionLayer(nn.Module):
         bias = bias + torch.einsum("nhld,hd->nhl", k, q_bias) * scale
         return {"keys": keys, "key_bias": bias, "values": values}
 
-    def inference_weights(self, dtype: torch.dtype, first: bool) -> dict:
+    def inference_weights(self, dtype: torch.dtype, first: bool, fused: bool = False) -> dict:
         """Eval-mode weights of this layer for :func:`_fuse_and_predict_rows` (``first``: the layer whose
-        queries come from the video alone; the others need ``norm_video`` and ``q_conv`` per query)."""
+        queries come from the video alone; the others need ``norm_video`` and ``q_conv`` per query;
+        ``fused``: the FFN's weights packed for oneDNN's fused linear as well)."""
         adaln = isinstance(self.modulation_norm, nn.LayerNorm)
         out = {
-            "ffn": self.ffn.inference_weights(self.norm_ffn, self.layer_scale_ffn, dtype),
+            "ffn": self.ffn.inference_weights(self.norm_ffn, self.layer_scale_ffn, dtype, fused=fused),
             "adaln": adaln, "mod_eps": self.modulation_norm.eps if adaln else 0.0,
         }
         if adaln:  # explicit unit affine: the same LayerNorm, and ATen's faster kernel on CPUs
@@ -813,8 +897,17 @@ def _depthwise_k3(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
 
 def _ffn_residual(x: torch.Tensor, w: dict) -> torch.Tensor:
     """``x + γ·FFN(norm(x))`` with ``γ`` folded into ``fc2``: ``x``, the residual stream, is float32 and
-    stays so (a small update survives the addition); the FFN itself runs in the weights' dtype."""
+    stays so (a small update survives the addition); the FFN itself runs in the weights' dtype.
+
+    With packed weights (``w1_packed``, bf16 on CPUs: :func:`_fused_linear_available`), each GEMM is one
+    oneDNN call with its bias (and the GELU) applied to the float32 accumulator before the one rounding
+    to bf16; the eager path rounds after the GEMM, again after the bias and after the GELU. In eager
+    PyTorch on CPUs with bf16 matrix units the separate bias add and GELU over the (rows × 4C) hidden
+    layer cost about as much as the GEMMs themselves (docs/performance.md)."""
     h = F.layer_norm(x, x.shape[-1:], w["norm_w"], w["norm_b"], w["norm_eps"]).to(w["w1"].dtype)
+    if "w1_packed" in w:
+        h = torch.ops.mkldnn._linear_pointwise(h, w["w1_packed"], w["b1"], "gelu", [], "none")
+        return x + torch.ops.mkldnn._linear_pointwise(h, w["w2_packed"], w["b2"], "none", [], "").float()
     # biases added after the GEMMs, where torch.compile fuses them into the next elementwise kernel
     h = F.gelu(F.linear(h, w["w1"]).add_(w["b1"]))
     return x + F.linear(h, w["w2"]).add_(w["b2"]).float()
@@ -947,6 +1040,31 @@ def _shape_bucket(size: int, per_octave: int, min_step: int = 1) -> int:
     return -(-max(size, 1) // step) * step
 
 
+_FUSED_LINEAR: Optional[bool] = None
+
+
+def _fused_linear_available() -> bool:
+    """Whether oneDNN's fused linear (``torch.ops.mkldnn._linear_pointwise``, what inductor emits for
+    CPU linears, with prepacked weights) runs here and computes ``gelu(x·Wᵀ + b)``: checked once per
+    process on a small input against the unfused ops, so a torch build without it, or one whose op
+    means something else, falls back to the eager FFN (the same function, rounded more often)."""
+    global _FUSED_LINEAR
+    if _FUSED_LINEAR is None:
+        try:
+            g = torch.Generator().manual_seed(0)
+            w, b, x = (torch.randn(*shape, generator=g) for shape in ((16, 32), (16,), (5, 32)))
+            bf = torch.bfloat16
+            packed = torch.ops.mkldnn._reorder_linear_weight(w.to(bf), None)
+            got = torch.ops.mkldnn._linear_pointwise(x.to(bf), packed, b.to(bf), "gelu", [], "none").float()
+            want = F.gelu(F.linear(x.to(bf).float(), w.to(bf).float(), b.to(bf).float()))
+            _FUSED_LINEAR = bool(torch.allclose(got, want, rtol=2e-2, atol=2e-2))
+        except Exception:  # no oneDNN, or an op that has changed: the eager FFN
+            _FUSED_LINEAR = False
+        if not _FUSED_LINEAR:
+            logger.info("oneDNN's fused linear is not available; the bf16 fast path runs its FFN eagerly")
+    return _FUSED_LINEAR
+
+
 def _autocast_enabled(device_type: str) -> bool:
     try:
         return torch.is_autocast_enabled(device_type)
@@ -987,7 +1105,9 @@ class _EvalFusion:
         self.shape_buckets = shape_buckets
         self.heads = first.heads
         self.dtype = dtype
-        self.weights = model._inference_weights(dtype)
+        # bf16 on CPUs, eager: the FFN's GEMMs with their bias and GELU fused (torch.compile fuses on its own)
+        fused = dtype == torch.bfloat16 and levels[0].device.type == "cpu" and not use_compile and _fused_linear_available()
+        self.weights = model._inference_weights(dtype, fused=fused)
         # all levels end to end: [halo zero rows, level 0, 0, level 1, 0, ..., level L−1, halo zero rows]
         self.halo = len(model.fusion.layers) + model.config.head_num_layers
         self.lengths = [x.shape[1] for x in levels]
@@ -1157,7 +1277,8 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         ``trim`` drops every level's masked tail (the valid points are the same as unpadded). Returns the
         pyramid levels and their masks."""
         t_valid = video.shape[0]
-        padded = F.pad(video, (0, 0, 0, t_pad - t_valid))[None].to(self.dtype)
+        # no copy of the whole input where there is nothing to pad (the encoder reads it in row tiles)
+        padded = (F.pad(video, (0, 0, 0, t_pad - t_valid)) if t_pad > t_valid else video)[None].to(self.dtype)
         vmask = (torch.arange(t_pad, device=video.device) < t_valid)[None]
         _, _, levels, level_masks = self.encode_video(padded, vmask)
         if trim:
@@ -1326,12 +1447,14 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
             validate_query_features(q, self.config, i)
         return queries
 
-    def _inference_weights(self, dtype: torch.dtype) -> dict:
-        """Eval-mode weights of fusion + heads for :func:`_fuse_and_predict_rows` (exact folds only)."""
+    def _inference_weights(self, dtype: torch.dtype, fused: bool = False) -> dict:
+        """Eval-mode weights of fusion + heads for :func:`_fuse_and_predict_rows` (exact folds only;
+        ``fused``: the FFNs' weights packed for oneDNN's fused linear as well, see :func:`_ffn_residual`)."""
         heads = [self.cls_head.inference_weights(dtype), self.reg_head.inference_weights(dtype)]
         norm = self.fusion.norm_out
         return {
-            "layers": [layer.inference_weights(dtype, first=i == 0) for i, layer in enumerate(self.fusion.layers)],
+            "layers": [layer.inference_weights(dtype, first=i == 0, fused=fused)
+                       for i, layer in enumerate(self.fusion.layers)],
             "norm_out": (norm.weight.float(), norm.bias.float(), norm.eps),
             "heads": heads,
         }
