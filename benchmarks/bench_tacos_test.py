@@ -213,7 +213,8 @@ def _baseline_flops(model, config, videos, args):
 def valid_flops(config, videos, seed: int = 0, device: str = "cpu"):
     """FLOPs of the reference computation at every video's valid length: one video encoding, and per
     query its text encoding + fusion + heads (``fuse_and_predict``), counted per video on one query of
-    each distinct token count. Returns ``{"video_encoding", "queries", "total"}``."""
+    each distinct token count. Returns ``{"video_encoding", "queries", "total", "per_video"}`` (``per_video``: each
+    video's encoding + queries, in the order of ``videos``)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -222,13 +223,15 @@ def valid_flops(config, videos, seed: int = 0, device: str = "cpu"):
     torch.manual_seed(seed)
     model = MSCLForTemporalGrounding(config).eval().to(device)
     enc_total = query_total = 0
+    per_video = []
     with torch.no_grad():
         for _i, (_, steps, tokens) in enumerate(videos):
             video = torch.zeros(1, steps, config.video_input_dim, device=device)
             vmask = torch.ones(1, steps, dtype=torch.bool, device=device)
             with FlopCounterMode(display=False) as counter:
                 _, _, levels, level_masks = model.encode_video(video, vmask)
-            enc_total += counter.get_total_flops()
+            per_video_enc = counter.get_total_flops()
+            enc_total += per_video_enc
             per_length = {}
             for n in sorted(set(tokens)):
                 text = torch.zeros(1, n, config.text_input_dim, device=device)
@@ -237,7 +240,8 @@ def valid_flops(config, videos, seed: int = 0, device: str = "cpu"):
                     model.fuse_and_predict(levels, level_masks, enc, enc_mask, torch.zeros(1, dtype=torch.long, device=device))
                 per_length[n] = counter.get_total_flops()
             query_total += sum(per_length[n] for n in tokens)
-    return {"video_encoding": enc_total, "queries": query_total, "total": enc_total + query_total}
+            per_video.append(per_video_enc + sum(per_length[n] for n in tokens))
+    return {"video_encoding": enc_total, "queries": query_total, "total": enc_total + query_total, "per_video": per_video}
 
 
 def _fast_path_flop_fraction(model, config, videos, args):
@@ -298,13 +302,16 @@ def worker(args) -> None:
             video, text = _inputs(i, steps, tokens, args.seed, config)
             video, text = video.to(args.device), [q.to(args.device) for q in text]
             times, result = [], None
+            # the GEMM rate at this moment (a few GEMMs of the FFN's shape, ~0.1 s on 2 cores): the floor of
+            # this video's time, so that a machine whose speed drifts over the run does not move floor / time
+            rates = C.gemm_gflops(repeats=5) if args.device == "cpu" else {}
             for _ in range(args.repeats):
                 C.synchronize(args.device)
                 t0 = time.perf_counter()
                 result = run(video, text)
                 C.synchronize(args.device)
                 times.append(time.perf_counter() - t0)
-            per_video.append({"video": vid, "steps": steps, "queries": len(tokens), **C.summarize(times)})
+            per_video.append({"video": vid, "steps": steps, "queries": len(tokens), **C.summarize(times), **rates})
             predictions.extend(r.tolist() for r in result)
     with open(args.predictions, "w") as fh:
         json.dump(predictions, fh)
@@ -491,6 +498,15 @@ def main(argv=None) -> None:
     precision = {"package": "fp32", "baseline": "fp32", "autocast": "bf16", "bf16": "bf16", "bf16-compiled": "bf16",
                  "bf16-exact": "bf16"}
 
+    def interleaved_floor(p):
+        """Σ over videos of the video's FLOPs ÷ the GEMM rate measured right before its timing (None for a
+        result without per-video rates: cached by an older version, or a GPU run)."""
+        key = f"gemm_gflops_{precision[p]}"
+        per_video = results[p].get("per_video", [])
+        if not per_video or any(key not in v for v in per_video):
+            return None
+        return sum(w / (v[key] * 1e9) for w, v in zip(work["per_video"], per_video))
+
     rows = []
     base = results.get("baseline", {}).get("total_s")
     old_bf16 = results.get("autocast", {}).get("total_s")
@@ -507,10 +523,12 @@ def main(argv=None) -> None:
                      f"{1000 * r['total_s'] / queries:.1f}", f"{base / r['total_s']:.2f}×" if base else "—",
                      f"{old_bf16 / r['total_s']:.2f}×" if old_bf16 else "—",
                      f"{100 * floor / r['total_s']:.0f}% ({precision[p]})" if floor else "—",
+                     f"{100 * interleaved_floor(p) / r['total_s']:.0f}%" if interleaved_floor(p) else "—",
                      f"{r['peak_rss_mb'] / 1024:.2f}", f"{r.get('warmup_s', 0.0):.1f}",
                      f"{r['first_pass_s']:.1f}" if "first_pass_s" in r else "—"])
     md = C.markdown_table(["path", "total (s)", "queries/s", "ms/query", "speed-up vs (c)", "speed-up vs (b')",
-                           "floor / time", "peak RSS (GB)", "warm-up (s)", "first pass (s)"], rows)
+                           "floor / time", "floor / time, rate per video", "peak RSS (GB)", "warm-up (s)",
+                           "first pass (s)"], rows)
     md += (f"\n\n{len(videos)} videos ({min(steps)}–{max(steps)} steps), {queries} queries, random `{args.preset}` weights "
            f"(seed {args.seed}); per video the median of {', '.join(f'{repeats[p]} ({p})' for p in paths)} run(s), "
            f"summed; first pass = each video's first call, summed (one evaluation of the split, kernels met for the first "
@@ -529,7 +547,9 @@ def main(argv=None) -> None:
            f"({work['video_encoding'] / 1e12:.2f} video encoding, {work['queries'] / 1e12:.2f} text encoding + fusion + "
            f"heads); at this run's sustained GEMM rates ({rates['fp32']} / {rates['bf16']} GFLOP/s fp32 / bf16) that is "
            + " / ".join(f"{floors[k]:.1f} s {k}" for k in ("fp32", "bf16") if k in floors)
-           + ". floor / time = the fraction of that floor a path reaches.")
+           + ". floor / time = the fraction of that floor a path reaches. \"Rate per video\": the same floor with "
+           "each video's FLOPs at the GEMM rate measured in the path's own process right before that video's timing "
+           "(the machine's speed drifts over a run of this length; the start-of-run rate is one sample of it).")
     frac = results.get("package", {}).get("flops") or {}
     if frac.get("fast_path_fraction"):
         md += (f" The package's fast path does {frac['fast_path_fraction']:.3f}× the reference's FLOPs (exact algebra; "
@@ -589,6 +609,7 @@ def main(argv=None) -> None:
         "equivalence": equivalence,
         "valid_flops": work,
         "gemm_floor_s": floors,
+        "gemm_floor_per_video_rate_s": {p: interleaved_floor(p) for p in paths},
     }
     name = args.name or ("tacos_test_quick" if args.quick else "tacos_test")
     C.write_results(name, data, md, args.out, not args.no_write)

@@ -46,6 +46,13 @@ def test_tacos_test_quick_package_matches_baseline(bench, tmp_path):
     assert set(data["results"]) == {"package", "bf16", "autocast", "baseline"}
     assert data["valid_flops"]["total"] > 0 and data["gemm_floor_s"]["fp32"] > 0
     assert data["queries"] == sum(v["queries"] for v in data["results"]["package"]["per_video"])
+    work = data["valid_flops"]
+    assert len(work["per_video"]) == data["videos"] and sum(work["per_video"]) == work["total"]
+    # the per-video-rate floor: each video's FLOPs at the GEMM rate its worker measured right before timing it
+    for path, precision in (("package", "fp32"), ("bf16", "bf16")):
+        per_video = data["results"][path]["per_video"]
+        expected = sum(w / (v[f"gemm_gflops_{precision}"] * 1e9) for w, v in zip(work["per_video"], per_video))
+        assert data["gemm_floor_per_video_rate_s"][path] == pytest.approx(expected) and expected > 0
 
 
 def test_tacos_test_quick_shape_bucket_paths(bench, tmp_path):
