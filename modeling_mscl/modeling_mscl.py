@@ -1573,7 +1573,10 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
                 if shape_buckets:  # copies of the last query (dropped after encoding), padded tokens
                     batch = part + [part[-1]] * (min(_shape_bucket(len(part), 2), chunk) - len(part))
                     extra = self.text_encoder.added_tokens  # the encoded length is the multiple of 8
-                    lmax = _shape_bucket(lmax + extra, 8, 8) - extra
+                    bucket = _shape_bucket(lmax + extra, 8, 8) - extra
+                    # ... but not beyond the position table where the queries fit it (a longer padded batch
+                    # would take add_position_encoding's per-sequence branch: the same values, slower)
+                    lmax = bucket if lmax > cfg.max_text_length else min(bucket, cfg.max_text_length)
                 text = torch.stack([F.pad(q, (0, 0, 0, lmax - q.shape[0])) for q in batch]).to(dtype)
                 tmask = torch.stack([torch.arange(lmax, device=text.device) < q.shape[0] for q in batch])
                 enc, enc_mask = self.encode_text(text, tmask)

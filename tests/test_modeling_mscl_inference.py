@@ -258,13 +258,17 @@ def test_shape_buckets_bound_the_set_of_shapes(monkeypatch):
     assert exact["video"] == set(lengths) and len(exact["rows"]) >= len(lengths)
     # 300..599 steps: one octave and a bit, at 8 sizes per octave
     assert bucketed["video"] == {M._shape_bucket(t, 8, 16) for t in lengths} and len(bucketed["video"]) <= 10
-    assert len(bucketed["text"]) <= 7 * 3  # (queries 1..9 → 1, 2, 3, 4, 6, 8, 12) × (tokens 3..19 → 8, 16, 24)
-    extra = model.text_encoder.added_tokens
-    assert all(n in (1, 2, 3, 4, 6, 8, 12, 16) and (length + extra) % 8 == 0 for n, length in bucketed["text"])
+    # (queries 1..9 → 1, 2, 3, 4, 6, 8, 12) × (tokens 3..19 → encoded 8, 16, 24, or the position table's 16
+    # raw tokens where every query of the batch fits the table)
+    assert len(bucketed["text"]) <= 7 * 4
+    extra, table = model.text_encoder.added_tokens, model.config.max_text_length
+    assert all(n in (1, 2, 3, 4, 6, 8, 12, 16) and ((length + extra) % 8 == 0 or length == table)
+               for n, length in bucketed["text"])
     rows = {r for r, _, _ in bucketed["rows"]}
     assert len(rows) <= 10 and len({r for r, _, _ in exact["rows"]}) >= len(lengths)
     heads = model.fusion.layers[0].heads
-    assert all(keys % (8 * heads) == 0 for _, _, keys in bucketed["rows"])
+    # keys per query: a multiple of 8, or all of a batch padded to the position table
+    assert all(keys % (8 * heads) == 0 or keys == heads * (table + extra) for _, _, keys in bucketed["rows"])
     # queries per call: a bucket, or the most that fit the row budget (a function of the bucketed rows)
     budget = model._inference_tile_rows(torch.float32)
     assert all(n in (1, 2, 3, 4, 6, 8, 12, 16) or n == budget // r for r, n, _ in bucketed["rows"])
@@ -489,6 +493,27 @@ def test_encoder_row_tiles_at_inference_equal_the_untiled_encoder(monkeypatch):
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=ATOL)
     assert all(torch.equal(a, b) for a, b in zip(got_masks, ref_masks))
+
+
+def test_text_length_bucket_stays_within_the_position_table(monkeypatch):
+    """With shape buckets, the padded text batch is a multiple of 8 once encoded, but no longer than the
+    position table (``max_text_length``) where every query fits it, so the text encoder takes the table's
+    one-slice branch; a longer query still pads beyond it. Moments equal those without buckets."""
+    model = tiny_model(seed=23)  # max_text_length 16, one added (background) token
+    assert model.config.max_text_length == 16 and model.text_encoder.added_tokens == 1
+    gen = torch.Generator().manual_seed(24)
+    video = torch.randn(90, model.config.video_input_dim, generator=gen)
+    widths = []
+    real = M.add_position_encoding
+    monkeypatch.setattr(M, "add_position_encoding", lambda x, m, t: widths.append((x.shape[1], t.shape[0])) or real(x, m, t))
+    for lengths, expected in (((16, 3), 16), ((15, 2), 15), ((9,), 15), ((17, 4), 23)):
+        queries = [torch.randn(n, model.config.text_input_dim, generator=gen) for n in lengths]
+        widths.clear()
+        bucketed = model.ground(video, queries, shape_buckets=True)
+        assert [w for w, _ in widths if _ == 16] == [expected]  # the text encoder's one call (table of 16)
+        exact = model.ground(video, queries, shape_buckets=False)
+        for a, b in zip(bucketed, exact):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("overrides", [{}, {"video_input_stride": 2, "max_video_length": 128},
