@@ -316,6 +316,29 @@ def other_cpu_load() -> Optional[float]:
     return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
 
 
+def flop_counter():
+    """``torch.utils.flop_counter.FlopCounterMode`` that also counts the GEMMs it misses: the in-place
+    ``addmm_`` (the fast path's k=3 convs accumulate into one output with it) and oneDNN's fused linear
+    (``mkldnn::_linear_pointwise``, the bf16 FFNs on CPUs), each 2·M·K·N."""
+    import math
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def addmm_inplace(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs):
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+    def fused_linear(x_shape, w_shape, *args, out_shape=None, **kwargs):
+        # the packed weight's logical shape is (N, K); the output is (..., N)
+        return 2 * math.prod(x_shape) * out_shape[-1]
+
+    mapping = {torch.ops.aten.addmm_: addmm_inplace}
+    linear_pointwise = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if linear_pointwise is not None:
+        mapping[linear_pointwise] = fused_linear
+    return FlopCounterMode(display=False, custom_mapping=mapping)
+
+
 def gemm_gflops(rows: int = 4608, inner: int = 256, cols: int = 1024, repeats: int = 10) -> Dict[str, float]:
     """Sustained fp32 (and bf16) GEMM throughput of this machine at a fusion-FFN-like shape, GFLOP/s.
 

@@ -191,7 +191,6 @@ def _baseline_flops(model, config, videos, args):
     """FLOPs (matmul/conv/attention, as counted by torch's FlopCounterMode) of the baseline's work units:
     one video encoding at the padded length and one query's text encoding + fusion + heads."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     t_pad = config.max_video_length * config.video_input_stride
     video, text = _inputs(0, videos[0][1], videos[0][2][:1], args.seed, config)
@@ -199,10 +198,10 @@ def _baseline_flops(model, config, videos, args):
     vmask = (torch.arange(t_pad) < videos[0][1])[None].to(args.device)
     q = text[0][None].to(args.device)
     with torch.no_grad():
-        with FlopCounterMode(display=False) as counter:
+        with C.flop_counter() as counter:
             _, _, levels, level_masks = model.encode_video(video, vmask)
         per_video = counter.get_total_flops()
-        with FlopCounterMode(display=False) as counter:
+        with C.flop_counter() as counter:
             enc, enc_mask = model.encode_text(q, torch.ones(q.shape[:2], dtype=torch.bool, device=q.device))
             model.fuse_and_predict(levels, level_masks, enc, enc_mask, torch.zeros(1, dtype=torch.long, device=q.device))
         per_query = counter.get_total_flops()
@@ -216,7 +215,6 @@ def valid_flops(config, videos, seed: int = 0, device: str = "cpu"):
     each distinct token count. Returns ``{"video_encoding", "queries", "total", "per_video"}`` (``per_video``: each
     video's encoding + queries, in the order of ``videos``)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from modeling_mscl import MSCLForTemporalGrounding
 
@@ -228,14 +226,14 @@ def valid_flops(config, videos, seed: int = 0, device: str = "cpu"):
         for _i, (_, steps, tokens) in enumerate(videos):
             video = torch.zeros(1, steps, config.video_input_dim, device=device)
             vmask = torch.ones(1, steps, dtype=torch.bool, device=device)
-            with FlopCounterMode(display=False) as counter:
+            with C.flop_counter() as counter:
                 _, _, levels, level_masks = model.encode_video(video, vmask)
             per_video_enc = counter.get_total_flops()
             enc_total += per_video_enc
             per_length = {}
             for n in sorted(set(tokens)):
                 text = torch.zeros(1, n, config.text_input_dim, device=device)
-                with FlopCounterMode(display=False) as counter:
+                with C.flop_counter() as counter:
                     enc, enc_mask = model.encode_text(text, torch.ones(1, n, dtype=torch.bool, device=device))
                     model.fuse_and_predict(levels, level_masks, enc, enc_mask, torch.zeros(1, dtype=torch.long, device=device))
                 per_length[n] = counter.get_total_flops()
@@ -247,17 +245,16 @@ def valid_flops(config, videos, seed: int = 0, device: str = "cpu"):
 def _fast_path_flop_fraction(model, config, videos, args):
     """FLOPs of ``ground`` (fast path) ÷ FLOPs of the reference computation, on the median-length video."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     i = sorted(range(len(videos)), key=lambda j: videos[j][1])[len(videos) // 2]
     _, steps, tokens = videos[i]
     video, text = _inputs(i, steps, tokens[:16], args.seed, config)
     video, text = video.to(args.device), [q.to(args.device) for q in text]
     with torch.no_grad():
-        with FlopCounterMode(display=False) as counter:
+        with C.flop_counter() as counter:
             model.ground(video, text, use_compile=False)
         fast = counter.get_total_flops()
-        with FlopCounterMode(display=False) as counter:
+        with C.flop_counter() as counter:
             C.legacy_ground(model, video, text)
         ref = counter.get_total_flops()
     return fast / ref

@@ -101,3 +101,27 @@ def test_scope_ground_parts_sees_every_part_and_undoes_its_patches(common):
     assert all(torch.equal(a, b) for a, b in zip(scoped, plain))
     assert (M._EvalFusion.__init__, M._EvalFusion.__call__, M.post_process_grounding, M._depthwise_k3) == originals
     assert not {"encode_video", "encode_text", "fuse_and_predict"} & set(vars(model))
+
+
+def test_flop_counter_counts_the_gemms_torch_misses(common):
+    """torch's FlopCounterMode counts ``mm`` but not the in-place ``addmm_`` nor oneDNN's fused linear; the
+    benchmarks' counter counts each as 2·M·K·N, so the fast path's FLOPs (its k=3 convs accumulate with
+    ``addmm_``) are not undercounted."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, w, out = torch.randn(10, 6), torch.randn(6, 4), torch.zeros(10, 4)
+    with FlopCounterMode(display=False) as plain:
+        out.addmm_(x, w)
+    assert plain.get_total_flops() == 0  # why the helper exists (fails loudly if torch starts counting it)
+    with common.flop_counter() as counter:
+        torch.mm(x, w)
+        out.addmm_(x, w)
+    assert counter.get_total_flops() == 2 * (2 * 10 * 6 * 4)
+    import modeling_mscl.modeling_mscl as M
+
+    if M._fused_linear_available():
+        packed = torch.ops.mkldnn._reorder_linear_weight(w.t().contiguous().bfloat16(), None)
+        with common.flop_counter() as counter:
+            torch.ops.mkldnn._linear_pointwise(x.bfloat16(), packed, None, "none", [], "")
+        assert counter.get_total_flops() == 2 * 10 * 6 * 4
