@@ -123,22 +123,30 @@ def stretch_table(table: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def add_position_encoding(
-    x: torch.Tensor, mask: torch.Tensor, table: torch.Tensor
+    x: torch.Tensor, mask: torch.Tensor, table: torch.Tensor, rows: Optional[int] = None
 ) -> torch.Tensor:
     """Add the table at valid positions; a sequence longer than the table gets it stretched over its
-    *valid* length (SnAG stretches over the padded length; ours does not depend on padding)."""
+    *valid* length (SnAG stretches over the padded length; ours does not depend on padding).
+    ``rows``: compute the sum in tiles of that many rows (inference on long videos, where the stretched,
+    padded and masked tables would each be a full-length buffer); the same sums."""
     bsz, t, _ = x.shape
     max_len = table.shape[0]
-    lengths = mask.sum(dim=1)
-    if t <= max_len:
-        pe = table[:t][None].to(x.dtype)
-        return x + pe * mask[..., None].to(x.dtype)
-    pes = []
-    for b in range(bsz):
-        n = int(lengths[b])
-        pe = table[:n] if n <= max_len else stretch_table(table, n)
-        pes.append(F.pad(pe, (0, 0, 0, t - pe.shape[0])))
-    return x + torch.stack(pes).to(x.dtype) * mask[..., None].to(x.dtype)
+    # per sequence, the table it reads (stretched over its valid length when longer than the table)
+    sources = None if t <= max_len else [
+        table[:n] if n <= max_len else stretch_table(table, n) for n in (int(k) for k in mask.sum(dim=1))]
+
+    def pe_rows(a: int, e: int) -> torch.Tensor:  # (1 or B, e − a, D)
+        if sources is None:
+            return table[a:e][None]
+        return torch.stack([F.pad(src[a:e], (0, 0, 0, (e - a) - src[a:e].shape[0])) for src in sources])
+
+    if rows is None or rows >= t:
+        return x + pe_rows(0, t).to(x.dtype) * mask[..., None].to(x.dtype)
+    out = torch.empty_like(x)
+    for a in range(0, t, rows):
+        e = min(a + rows, t)
+        out[:, a:e] = x[:, a:e] + pe_rows(a, e).to(x.dtype) * mask[:, a:e, None].to(x.dtype)
+    return out
 
 
 def apply_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -329,6 +337,17 @@ def _tile_rows(width: int, budget: int = 1 << 20) -> int:
     return max(256, budget // max(1, width))
 
 
+def _rows_with_context(x: torch.Tensor, mask: torch.Tensor, lo: int, hi: int, value: float = 0.0,
+                       transform=None) -> torch.Tensor:
+    """Rows ``[lo, hi)`` of ``x (B, T, C)``, masked by ``mask`` (then ``transform(rows, mask)``), and ``value``
+    outside ``[0, T)``: an inference tile's input with the context rows its convs / windows read."""
+    a, e = max(lo, 0), min(hi, x.shape[1])
+    part = apply_mask(x[:, a:e], mask[:, a:e])
+    if transform is not None:
+        part = transform(part, mask[:, a:e])
+    return part if (a, e) == (lo, hi) else F.pad(part, (0, 0, a - lo, hi - e), value=value)
+
+
 def _local_attention_rows(q, kp, vp, bias, window: int, dropout: float, training: bool) -> torch.Tensor:
     """:func:`local_attention` for the query rows of ``q (B, h, t, d)``, given the keys / values / bias
     of rows ``[−half, t + half)`` around them (``kp``, ``vp`` ``(B, h, t + 2·half, d)``, ``bias (B, t + 2·half)``)."""
@@ -465,18 +484,10 @@ class VideoBlock(nn.Module):
         fill = torch.finfo(x.dtype).min
         out = x.new_empty(b, t_out, c)
 
-        def rows_of(lo: int, hi: int, value: float = 0.0, transform=None):
-            """Input rows [lo, hi): masked (and transformed), ``value`` outside the sequence."""
-            a, e = max(lo, 0), min(hi, t)
-            part = apply_mask(x[:, a:e], mask[:, a:e])
-            if transform is not None:
-                part = transform(part, mask[:, a:e])
-            return F.pad(part, (0, 0, a - lo, hi - e), value=value)
-
         for a in range(0, t_out, rows):
             e = min(a + rows, t_out)
             n_kv = e - a + 2 * half  # output rows [a − half, e + half) for keys / values
-            xp = rows_of(s * (a - half) - 1, s * (e + half - 1) + 2,
+            xp = _rows_with_context(x, mask, s * (a - half) - 1, s * (e + half - 1) + 2,
                          transform=lambda p, m: apply_mask(self.norm_attn(p), m))
             q = _split_heads(attn.q_proj(attn.q_norm(attn.q_conv.from_padded(xp, n_kv)[:, half : half + e - a])), attn.heads)
             k = _split_heads(attn.k_proj(attn.k_norm(attn.k_conv.from_padded(xp, n_kv))), attn.heads)
@@ -484,7 +495,8 @@ class VideoBlock(nn.Module):
             h = _local_attention_rows(q, k, v, bias[:, a : e + 2 * half], attn.window, 0.0, False)
             h = attn.out_proj(apply_mask(_merge_heads(h), new_mask[:, a:e]))
             if self.skip_pool is not None:
-                pooled = rows_of(2 * a - 1, 2 * e, value=fill, transform=lambda p, m: p.masked_fill(~m[..., None], fill))
+                pooled = _rows_with_context(x, mask, 2 * a - 1, 2 * e, value=fill,
+                                            transform=lambda p, m: p.masked_fill(~m[..., None], fill))
                 skip = self.skip_pool.from_padded(pooled, e - a)
             else:
                 skip = apply_mask(x[:, a:e], mask[:, a:e])
@@ -561,10 +573,7 @@ class MSCLVideoEncoder(nn.Module):
             x = apply_mask(x, mask)
         embedding, embedding_mask = x, mask  # Z^0: before the position encoding, masked
         if self.config.video_use_abs_pe:
-            if tiled:
-                x = _add_position_encoding_tiles(x, mask, self.position_table(x.device), rows)
-            else:
-                x = add_position_encoding(x, mask, self.position_table(x.device))
+            x = add_position_encoding(x, mask, self.position_table(x.device), rows if tiled else None)
         for block in self.stem:
             x, mask = block(x, mask)
         levels, masks = [], []
@@ -591,12 +600,6 @@ class MSCLVideoEncoder(nn.Module):
         b, t_out = features.shape[0], masks[-1].shape[1]
         out = features.new_empty(b, t_out, self.config.hidden_size, dtype=self.embed_proj.weight.dtype)
 
-        def rows_of(x, m, lo, hi):
-            """Rows [lo, hi) of ``x`` masked by ``m``, zero outside the sequence."""
-            a, e = max(lo, 0), min(hi, x.shape[1])
-            part = apply_mask(x[:, a:e], m[:, a:e])
-            return part if (a, e) == (lo, hi) else F.pad(part, (0, 0, a - lo, hi - e))
-
         for a in range(0, t_out, rows):
             e = min(a + rows, t_out)
             spans = [(a, e)]  # rows of every stage's output this tile reads, from the last stage back
@@ -605,7 +608,7 @@ class MSCLVideoEncoder(nn.Module):
                 s, p = conv.stride[0], conv.padding[0]
                 spans.insert(0, (s * lo - p, s * (hi - 1) + p + 1))
             lo, hi = spans[0]
-            x = self.embed_proj(rows_of(features, masks[0], lo, hi))
+            x = self.embed_proj(_rows_with_context(features, masks[0], lo, hi))
             for j, (conv, norm) in enumerate(zip(self.embed_convs, self.embed_norms)):
                 lo, hi = spans[j]
                 # rows outside the sequence or masked: zero, as the untiled conv's padding and mask make them
@@ -614,22 +617,6 @@ class MSCLVideoEncoder(nn.Module):
                 x = F.relu(norm(conv.valid(apply_mask(x, in_seq))))
             out[:, a:e] = apply_mask(x, masks[-1][:, a:e])
         return out, masks[-1]
-
-
-def _add_position_encoding_tiles(x: torch.Tensor, mask: torch.Tensor, table: torch.Tensor, rows: int) -> torch.Tensor:
-    """:func:`add_position_encoding` in tiles of ``rows`` rows (the same sums): on long videos the untiled
-    function's stretched, padded and masked tables are each a full-length buffer."""
-    bsz, t, _ = x.shape
-    max_len = table.shape[0]
-    lengths = [int(n) for n in mask.sum(dim=1)]
-    # per sequence, the table it reads (stretched over its valid length when longer than the table)
-    sources = [table] * bsz if t <= max_len else [table[:n] if n <= max_len else stretch_table(table, n) for n in lengths]
-    out = torch.empty_like(x)
-    for a in range(0, t, rows):
-        e = min(a + rows, t)
-        pe = torch.stack([F.pad(src[a:e], (0, 0, 0, (e - a) - src[a:e].shape[0])) for src in sources])
-        out[:, a:e] = x[:, a:e] + pe.to(x.dtype) * mask[:, a:e, None].to(x.dtype)
-    return out
 
 
 class MSCLTextEncoder(nn.Module):

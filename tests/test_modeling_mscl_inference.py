@@ -505,7 +505,8 @@ def test_text_length_bucket_stays_within_the_position_table(monkeypatch):
     video = torch.randn(90, model.config.video_input_dim, generator=gen)
     widths = []
     real = M.add_position_encoding
-    monkeypatch.setattr(M, "add_position_encoding", lambda x, m, t: widths.append((x.shape[1], t.shape[0])) or real(x, m, t))
+    monkeypatch.setattr(M, "add_position_encoding",
+                        lambda x, m, t, rows=None: widths.append((x.shape[1], t.shape[0])) or real(x, m, t, rows))
     for lengths, expected in (((16, 3), 16), ((15, 2), 15), ((9,), 15), ((17, 4), 23)):
         queries = [torch.randn(n, model.config.text_input_dim, generator=gen) for n in lengths]
         widths.clear()
@@ -548,7 +549,7 @@ def test_embedding_row_tiles_at_inference_equal_the_untiled_stage(monkeypatch, o
 
 
 def test_tiled_position_encoding_equals_the_untiled_function():
-    """The tiled position encoding adds exactly what :func:`add_position_encoding` adds (same sums): a
+    """The tiled position encoding (``rows``) adds exactly what the untiled one adds (same sums): a
     sequence within the table, and a batch longer than the table with one sequence stretched over its
     valid length and one that fits the table."""
     gen = torch.Generator().manual_seed(18)
@@ -557,7 +558,7 @@ def test_tiled_position_encoding_equals_the_untiled_function():
         x = torch.randn(len(lengths), t, 16, generator=gen)
         mask = torch.stack([torch.arange(t) < n for n in lengths])
         for rows in (7, 64, 500):
-            assert torch.equal(M._add_position_encoding_tiles(x, mask, table, rows), M.add_position_encoding(x, mask, table))
+            assert torch.equal(M.add_position_encoding(x, mask, table, rows), M.add_position_encoding(x, mask, table))
 
 
 def test_autocast_keeps_the_reference_path():
