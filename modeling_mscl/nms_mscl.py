@@ -23,11 +23,11 @@ This file travels with checkpoints (``trust_remote_code``): it imports only torc
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
-__all__ = ["soft_nms_with_voting", "segment_iou"]
+__all__ = ["batched_soft_nms_with_voting", "soft_nms_with_voting", "segment_iou"]
 
 # SnAG adds this to both lengths inside Soft-NMS (not inside voting).
 _SOFT_NMS_LENGTH_EPS = 1e-6
@@ -80,55 +80,83 @@ def _validate(segments: torch.Tensor, scores: torch.Tensor, sigma: float, min_sc
 
 
 def _gaussian_soft_nms(
-    segments: torch.Tensor, scores: torch.Tensor, sigma: float, min_score: float, max_segments: int
+    segments: torch.Tensor, scores: torch.Tensor, counts: torch.Tensor, sigma: float, min_score: float, max_segments: int
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Indices (into ``segments``) and decayed scores of the first ``max_segments`` Soft-NMS picks."""
-    # Working order of the not-yet-picked candidates, as in the reference's arrays after slot i.
-    order = torch.arange(segments.shape[0], device=segments.device)
+    """Soft-NMS picks of ``N`` candidate lists at once, each run exactly as the reference's loop.
+
+    Args:
+        segments: ``(N, K, 2)``, scores ``(N, K)``: row ``q``'s candidates are its first ``counts[q]``
+            entries, in the reference's input order (the rest is padding, never read as a candidate).
+
+    Returns:
+        ``(index (N, P), score (N, P))``: each row's picks in pick order (``P <= max_segments``), as indices
+        into the row's candidates and decayed scores; ``-1`` / ``0`` where a row ran out of candidates.
+    """
+    n, k = scores.shape
+    row = torch.arange(n, device=scores.device)
+    # Working order of the not-yet-picked candidates (position -> candidate), as in the reference's arrays
+    # after slot i: row q's valid positions are [0, remaining[q]); the arrays lose one column per pick.
+    order = torch.arange(k, device=scores.device).expand(n, k).clone()
     current = scores.clone()
-    lengths = segments[:, 1] - segments[:, 0] + _SOFT_NMS_LENGTH_EPS
+    remaining = counts.clone()
+    lengths = segments[..., 1] - segments[..., 0] + _SOFT_NMS_LENGTH_EPS  # (N, K)
     picked_idx, picked_score = [], []
-    while order.numel() > 0 and len(picked_idx) < max_segments:
-        # torch.argmax returns the first maximum, like the reference's strict '<' scan.
-        pos = int(torch.argmax(current))
-        best, best_score = int(order[pos]), current[pos].clone()
-        picked_idx.append(best)
-        picked_score.append(best_score)
+    while len(picked_idx) < max_segments and order.shape[1] > 0 and bool((remaining > 0).any()):
+        active = remaining > 0
+        valid = torch.arange(order.shape[1], device=scores.device) < remaining[:, None]
+        # torch.argmax returns the first maximum, like the reference's strict '<' scan; scores are finite
+        pos = current.masked_fill(~valid, -math.inf).argmax(dim=1)  # (N,)
+        best, best_score = order[row, pos], current[row, pos]
+        picked_idx.append(torch.where(active, best, -1))
+        picked_score.append(torch.where(active, best_score, 0.0))
         # The reference swaps the pick with the slot's occupant: that occupant moves to `pos`.
-        if pos != 0:
-            order, current = order.clone(), current.clone()
-            order[pos], current[pos] = order[0].clone(), current[0].clone()
-        order, current = order[1:], current[1:]
-        if order.numel() == 0:
-            break
-        seg = segments[best]
-        left = torch.maximum(seg[0], segments[order, 0])
-        right = torch.minimum(seg[1], segments[order, 1])
+        order[row, pos], current[row, pos] = order[:, 0].clone(), current[:, 0].clone()
+        order, current = order[:, 1:], current[:, 1:]
+        remaining = (remaining - 1).clamp(min=0)
+        valid = valid[:, 1:] & (torch.arange(order.shape[1], device=scores.device) < remaining[:, None])
+        seg = segments[row, best]  # (N, 2)
+        left = torch.maximum(seg[:, None, 0], segments[..., 0].gather(1, order))
+        right = torch.minimum(seg[:, None, 1], segments[..., 1].gather(1, order))
         inter = (right - left).clamp(min=0)
-        iou = inter / (lengths[best] + lengths[order] - inter)
+        iou = inter / (lengths[row, best][:, None] + lengths.gather(1, order) - inter)
         current = current * torch.exp(-(iou * iou) / sigma)
-        keep = current >= min_score
-        num_keep = int(keep.sum())
-        if num_keep < order.numel():
-            # The reference fills each dropped slot (left to right) with the last surviving candidate
-            # from the tail: survivors before `num_keep` stay, tail survivors fill the holes in reverse.
-            holes = torch.nonzero(~keep[:num_keep]).flatten()
-            donors = (torch.nonzero(keep[num_keep:]).flatten() + num_keep).flip(0)
-            new_order, new_current = order[:num_keep].clone(), current[:num_keep].clone()
-            new_order[holes], new_current[holes] = order[donors], current[donors]
-            order, current = new_order, new_current
-    index = torch.tensor(picked_idx, dtype=torch.long, device=segments.device)
-    return index, torch.stack(picked_score)
+        keep = (current >= min_score) & valid
+        num_keep = keep.sum(dim=1)
+        # The reference fills each dropped slot (left to right) with the last surviving candidate from the
+        # tail: survivors before `num_keep` stay, the j-th hole takes the j-th tail survivor from the end.
+        head = torch.arange(order.shape[1], device=scores.device) < num_keep[:, None]
+        holes, donors = head & ~keep, ~head & keep
+        if bool(donors.any()):
+            hole_rank = holes.cumsum(dim=1) - 1
+            donor_rank = donors.flip(1).cumsum(dim=1).flip(1) - 1
+            hole_at = torch.zeros_like(order)  # (N, W): position of the hole of each rank
+            hole_rows, hole_pos = holes.nonzero(as_tuple=True)
+            hole_at[hole_rows, hole_rank[hole_rows, hole_pos]] = hole_pos
+            donor_rows, donor_pos = donors.nonzero(as_tuple=True)
+            target = hole_at[donor_rows, donor_rank[donor_rows, donor_pos]]
+            order, current = order.clone(), current.clone()
+            order[donor_rows, target] = order[donor_rows, donor_pos]
+            current[donor_rows, target] = current[donor_rows, donor_pos]
+        remaining = num_keep
+    if not picked_idx:
+        empty = scores.new_zeros((n, 0))
+        return empty.long(), empty
+    return torch.stack(picked_idx, dim=1), torch.stack(picked_score, dim=1)
 
 
 def _segment_voting(
     kept: torch.Tensor, candidates: torch.Tensor, weights: torch.Tensor, voting_threshold: float
 ) -> torch.Tensor:
-    """Score-weighted mean of the candidates with ``IoU >= voting_threshold`` to each kept segment."""
-    iou = segment_iou(kept, candidates)  # (M, K); no length eps here, as the reference
-    neighbour = (iou >= voting_threshold).to(weights.dtype) * weights[None, :]
-    total = neighbour.sum(dim=1, keepdim=True)
-    refined = (neighbour / total) @ candidates
+    """Score-weighted mean of the candidates with ``IoU >= voting_threshold`` to each kept segment:
+    ``kept (N, P, 2)``, ``candidates (N, K, 2)``, ``weights (N, K)`` (0 for padding) -> ``(N, P, 2)``."""
+    left = torch.maximum(kept[:, :, None, 0], candidates[:, None, :, 0])
+    right = torch.minimum(kept[:, :, None, 1], candidates[:, None, :, 1])
+    inter = (right - left).clamp(min=0)
+    # no length eps here, as the reference; same operation order as segment_iou
+    union = (kept[..., 1] - kept[..., 0])[:, :, None] + (candidates[..., 1] - candidates[..., 0])[:, None, :] - inter
+    neighbour = (inter / union >= voting_threshold).to(weights.dtype) * weights[:, None, :]  # (N, P, K)
+    total = neighbour.sum(dim=2, keepdim=True)
+    refined = torch.bmm(neighbour / total, candidates)
     # A kept segment with no weighted neighbour (zero length, or all neighbour scores 0) would be
     # 0/0 = nan in the reference; keep its own boundaries instead.
     return torch.where(total > 0, refined, kept)
@@ -169,14 +197,78 @@ def soft_nms_with_voting(
         ValueError: on wrong shapes, non-finite values or invalid settings.
     """
     _validate(segments, scores, sigma, min_score, max_segments)
-    segments = segments.detach().to(torch.float64)
-    scores = scores.detach().to(torch.float64)
-    if segments.shape[0] == 0:
-        return segments.new_zeros((0, 2), dtype=torch.float32), scores.new_zeros((0,), dtype=torch.float32)
-    index, nms_scores = _gaussian_soft_nms(segments, scores, float(sigma), float(min_score), int(max_segments))
-    nms_segments = segments[index]
-    if voting_threshold > 0:
-        nms_segments = _segment_voting(nms_segments, segments, scores, float(voting_threshold))
+    return batched_soft_nms_with_voting(
+        segments[None], scores[None], sigma=sigma, min_score=min_score, max_segments=max_segments,
+        voting_threshold=voting_threshold,
+    )[0]
+
+
+# voting compares every kept segment with every candidate: (rows, P, K) float64 temporaries per chunk of rows
+_VOTING_CHUNK_ELEMENTS = 1 << 22
+
+
+def batched_soft_nms_with_voting(
+    segments: torch.Tensor,
+    scores: torch.Tensor,
+    num_candidates: Optional[torch.Tensor] = None,
+    *,
+    sigma: float = 0.9,
+    min_score: float = 1e-3,
+    max_segments: int = 5,
+    voting_threshold: float = 0.95,
+) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`soft_nms_with_voting` of ``N`` queries at once: the same picks, ties and voting, row by row.
+
+    The Soft-NMS loop runs once over all rows (at most ``max_segments`` steps of a few tensor ops each)
+    instead of once per query, which is what makes decoding cheap for many queries per video.
+
+    Args:
+        segments: ``(N, K, 2)`` candidate segments of ``N`` queries.
+        scores: ``(N, K)`` their scores.
+        num_candidates: ``(N,)`` row ``q``'s candidates are its first ``num_candidates[q]`` entries, in
+            order (the rest is padding and never read); default: all ``K``.
+        sigma / min_score / max_segments / voting_threshold: as in :func:`soft_nms_with_voting`.
+
+    Returns:
+        ``N`` pairs ``(segments (M_q, 2), scores (M_q,))``, float32, each equal to
+        ``soft_nms_with_voting(segments[q, :n_q], scores[q, :n_q])``.
+
+    Raises:
+        ValueError: on wrong shapes, counts out of range, non-finite candidates or invalid settings.
+    """
+    if not isinstance(segments, torch.Tensor) or not isinstance(scores, torch.Tensor):
+        raise ValueError("batched_soft_nms_with_voting expects torch tensors for segments and scores")
+    if segments.dim() != 3 or segments.shape[-1] != 2 or scores.shape != segments.shape[:2]:
+        raise ValueError(
+            f"expected segments (N, K, 2) and scores (N, K), got {tuple(segments.shape)} and {tuple(scores.shape)}"
+        )
+    n, k = scores.shape
+    if num_candidates is None:
+        num_candidates = torch.full((n,), k, dtype=torch.long, device=scores.device)
+    num_candidates = torch.as_tensor(num_candidates, device=scores.device).long()
+    if num_candidates.shape != (n,) or bool((num_candidates < 0).any()) or bool((num_candidates > k).any()):
+        raise ValueError(f"num_candidates must hold one count in [0, {k}] per row ({n} rows)")
+    valid = torch.arange(k, device=scores.device) < num_candidates[:, None]
+    segments = torch.where(valid[..., None], segments.detach().to(torch.float64), 0.0)
+    scores = torch.where(valid, scores.detach().to(torch.float64), 0.0)
+    # padding is zero, so one check covers the candidates of every row
+    _validate(segments.reshape(-1, 2), scores.reshape(-1), sigma, min_score, max_segments)
+    if n == 0 or k == 0:
+        return [(segments.new_zeros((0, 2), dtype=torch.float32), scores.new_zeros((0,), dtype=torch.float32))] * n
+    index, nms_scores = _gaussian_soft_nms(segments, scores, num_candidates, float(sigma), float(min_score),
+                                           int(max_segments))
+    picked = index >= 0  # (N, P): a prefix of each row
+    nms_segments = segments.gather(1, index.clamp(min=0)[..., None].expand(-1, -1, 2))  # (N, P, 2)
+    if voting_threshold > 0 and index.shape[1] > 0:
+        rows = max(1, _VOTING_CHUNK_ELEMENTS // (index.shape[1] * k))
+        nms_segments = torch.cat([
+            _segment_voting(nms_segments[a : a + rows], segments[a : a + rows], scores[a : a + rows],
+                            float(voting_threshold))
+            for a in range(0, n, rows)
+        ])
     # Soft-NMS picks are already non-increasing; a stable sort keeps the pick order on ties.
-    order = torch.sort(nms_scores, descending=True, stable=True).indices[:max_segments]
-    return nms_segments[order].to(torch.float32), nms_scores[order].to(torch.float32)
+    order = torch.sort(nms_scores.masked_fill(~picked, -math.inf), dim=1, descending=True, stable=True).indices
+    nms_segments = nms_segments.gather(1, order[..., None].expand(-1, -1, 2)).to(torch.float32)
+    nms_scores = nms_scores.gather(1, order).to(torch.float32)
+    counts = picked.sum(dim=1).tolist()
+    return [(nms_segments[q, :m], nms_scores[q, :m]) for q, m in enumerate(counts)]

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .nms_mscl import soft_nms_with_voting
+from .nms_mscl import batched_soft_nms_with_voting
 
 ArrayLike = Union[float, np.ndarray, torch.Tensor]
 
@@ -285,8 +285,9 @@ def post_process_grounding(
     Steps: scores ``sigmoid(logit)`` at valid points; candidates above ``pre_nms_threshold``, at most
     ``pre_nms_topk`` per query; segments ``(p − d_s·stride_l, p + d_e·stride_l)`` around each point
     ``p = i·stride_l`` (strides from ``config.level_strides``); segments no longer than
-    ``min_segment_length`` dropped; Gaussian Soft-NMS + voting (:func:`~.nms_mscl.soft_nms_with_voting`)
-    keeping ``max_segments``; optionally grid -> seconds.
+    ``min_segment_length`` dropped; Gaussian Soft-NMS + voting keeping ``max_segments``, all queries at once
+    (:func:`~.nms_mscl.batched_soft_nms_with_voting`: per query, :func:`~.nms_mscl.soft_nms_with_voting`);
+    optionally grid -> seconds.
 
     Args:
         outputs: an ``MSCLOutput`` (anything with ``logits``, ``offsets`` and ``masks``) or a
@@ -332,21 +333,24 @@ def post_process_grounding(
     # points at or below the threshold never enter the top-k
     ranked = scores.masked_fill(scores <= threshold, -1.0)
     top_scores, top_idx = ranked.topk(k, dim=1)
+    # every query's candidates at once (top-k order; Soft-NMS breaks ties by it): segments in float64
+    p, s = points[top_idx], point_strides[top_idx]  # (N, k)
+    o = offs.gather(1, top_idx[..., None].expand(-1, -1, 2)).double()  # (N, k, 2)
+    seg = torch.stack((p - o[..., 0] * s, p + o[..., 1] * s), dim=2)
+    keep = (top_scores > threshold) & ((seg[..., 1] - seg[..., 0]) > cfg.min_segment_length)
+    # each query's kept candidates first, in their order (stable), the rest padding
+    first = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices
+    seg = seg.gather(1, first[..., None].expand(-1, -1, 2))
+    moments = batched_soft_nms_with_voting(
+        seg, top_scores.gather(1, first), keep.sum(dim=1),
+        sigma=cfg.nms_sigma, min_score=cfg.nms_min_score, max_segments=keep_segments,
+        voting_threshold=cfg.voting_threshold,
+    )
     out = []
-    for q in range(num_queries):
-        keep = top_scores[q] > threshold
-        idx, sc = top_idx[q][keep], top_scores[q][keep]
-        p, s, o = points[idx], point_strides[idx], offs[q, idx].double()
-        seg = torch.stack((p - o[:, 0] * s, p + o[:, 1] * s), dim=1)
-        long_enough = (seg[:, 1] - seg[:, 0]) > cfg.min_segment_length
-        seg, sc = seg[long_enough], sc[long_enough]
-        seg, sc = soft_nms_with_voting(
-            seg, sc, sigma=cfg.nms_sigma, min_score=cfg.nms_min_score,
-            max_segments=keep_segments, voting_threshold=cfg.voting_threshold,
-        )
+    for (seg, sc), mapping in zip(moments, mappings):
         seg, sc = seg.cpu(), sc.cpu()
-        if mappings[q] is not None:
-            seg, sc = mappings[q].grid_to_seconds(seg.double()), sc.double()
+        if mapping is not None:
+            seg, sc = mapping.grid_to_seconds(seg.double()), sc.double()
         out.append(torch.cat((seg, sc[:, None]), dim=1))
     return out
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_mscl.nms_mscl import segment_iou, soft_nms_with_voting
+import modeling_mscl.nms_mscl as nms_module
+from modeling_mscl.nms_mscl import batched_soft_nms_with_voting, segment_iou, soft_nms_with_voting
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURE = SHARED / "reference" / "fixtures" / "snag_softnms_voting.json"
@@ -143,6 +144,63 @@ def test_matches_slow_reference_with_ties(seed: int, disjoint: bool) -> None:
         assert out_scores.shape[0] == expected_scores.shape[0]
         np.testing.assert_allclose(out_scores.numpy(), expected_scores, atol=1e-6, rtol=0)
         np.testing.assert_allclose(out_segments.numpy(), expected_segments, atol=1e-4, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Many queries at once: every row as if alone.
+# ---------------------------------------------------------------------------------------------
+
+
+def _padded_rows(seeds, disjoint: bool):
+    """Tied candidate lists of different lengths, padded to one (N, K) batch with NaN / huge values, which
+    must never be read as candidates."""
+    rows = [_tied_candidates(seed, disjoint) for seed in seeds]
+    k = max(len(sc) for _, sc in rows) + 3
+    segments = torch.full((len(rows), k, 2), float("nan"))
+    scores = torch.full((len(rows), k), 1e9)
+    for q, (seg, sc) in enumerate(rows):
+        segments[q, : len(sc)] = torch.from_numpy(seg)
+        scores[q, : len(sc)] = torch.from_numpy(sc)
+    return rows, segments, scores, torch.tensor([len(sc) for _, sc in rows])
+
+
+@pytest.mark.parametrize("disjoint", [False, True])
+@pytest.mark.parametrize("max_segments", [1, 3, 50])
+def test_batched_rows_equal_each_row_alone(disjoint: bool, max_segments: int, monkeypatch) -> None:
+    rows, segments, scores, counts = _padded_rows(range(20, 36), disjoint)
+    # an empty row and a one-candidate row among the others
+    counts[3], counts[7] = 0, 1
+    # voting in several chunks of rows
+    monkeypatch.setattr(nms_module, "_VOTING_CHUNK_ELEMENTS", 3 * max_segments * segments.shape[1])
+    out = batched_soft_nms_with_voting(segments, scores, counts, max_segments=max_segments)
+    assert len(out) == len(rows)
+    for q, (seg, sc) in enumerate(out):
+        n = int(counts[q])
+        want_seg, want_sc = soft_nms_with_voting(segments[q, :n], scores[q, :n], max_segments=max_segments)
+        assert torch.equal(seg, want_seg) and torch.equal(sc, want_sc), q
+        slow_seg, slow_sc = _slow_reference(segments[q, :n].numpy(), scores[q, :n].numpy(), 0.9, 1e-3, max_segments, 0.95)
+        np.testing.assert_allclose(sc.numpy(), slow_sc, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(seg.numpy(), slow_seg, atol=1e-4, rtol=0)
+    assert out[3][0].shape == (0, 2) and out[7][0].shape == (1, 2)
+
+
+def test_batched_default_counts_and_errors() -> None:
+    _, segments, scores, counts = _padded_rows(range(4), False)
+    k = int(counts.min())
+    full = batched_soft_nms_with_voting(segments[:, :k], scores[:, :k])  # every entry a candidate
+    for q, (seg, sc) in enumerate(full):
+        want = soft_nms_with_voting(segments[q, :k], scores[q, :k])
+        assert torch.equal(seg, want[0]) and torch.equal(sc, want[1])
+    with pytest.raises(ValueError, match="num_candidates"):
+        batched_soft_nms_with_voting(segments, scores, counts + segments.shape[1])
+    with pytest.raises(ValueError, match="num_candidates"):
+        batched_soft_nms_with_voting(segments, scores, counts[:2])
+    with pytest.raises(ValueError, match=r"expected segments \(N, K, 2\)"):
+        batched_soft_nms_with_voting(segments[0], scores[0])
+    bad = segments.clone()
+    bad[1, 0, 1] = float("nan")  # inside row 1's candidates
+    with pytest.raises(ValueError, match="finite"):
+        batched_soft_nms_with_voting(bad, scores, counts)
 
 
 # ---------------------------------------------------------------------------------------------

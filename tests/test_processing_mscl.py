@@ -132,6 +132,49 @@ def test_post_process_grounding_in_seconds():
         post_process_grounding(_head_outputs(), config, time_mappings=[one])
 
 
+def _decode_one_query(logits, offsets, masks, config):
+    """The decoding of one query, step by step as SnAG's (§5 steps 4–8), with the one-query Soft-NMS."""
+    from modeling_mscl.nms_mscl import soft_nms_with_voting
+
+    scores = torch.cat([torch.sigmoid(x.float()) * m.float() for x, m in zip(logits, masks)])
+    offs = torch.cat([o.float() for o in offsets])
+    points = torch.cat([torch.arange(len(x), dtype=torch.float64) * s for x, s in zip(logits, config.level_strides)])
+    strides = torch.cat([torch.full((len(x),), float(s), dtype=torch.float64) for x, s in zip(logits, config.level_strides)])
+    ranked = scores.masked_fill(scores <= config.pre_nms_threshold, -1.0)
+    top, idx = ranked.topk(min(config.pre_nms_topk, len(scores)))
+    idx, top = idx[top > config.pre_nms_threshold], top[top > config.pre_nms_threshold]
+    o = offs[idx].double()
+    seg = torch.stack((points[idx] - o[:, 0] * strides[idx], points[idx] + o[:, 1] * strides[idx]), dim=1)
+    long_enough = (seg[:, 1] - seg[:, 0]) > config.min_segment_length
+    seg, sc = soft_nms_with_voting(seg[long_enough], top[long_enough], sigma=config.nms_sigma,
+                                   min_score=config.nms_min_score, max_segments=config.max_segments,
+                                   voting_threshold=config.voting_threshold)
+    return torch.cat((seg, sc[:, None]), dim=1)
+
+
+@pytest.mark.parametrize("max_segments", [5, 50])
+def test_post_process_grounding_batches_queries_exactly(max_segments):
+    """All queries decoded at once equal each query decoded alone, on head outputs with many tied scores
+    (quantised logits), short segments (below min_segment_length) and queries with few candidates."""
+    from modeling_mscl import post_process_grounding
+
+    config = tiny_config(max_segments=max_segments, pre_nms_topk=80, min_segment_length=0.5)
+    g = torch.Generator().manual_seed(max_segments)
+    lengths = [64 // 2**i for i in range(len(config.level_strides))]
+    n = 9
+    logits = [(torch.randint(-6, 4, (n, t), generator=g).float() / 2) for t in lengths]
+    logits[0][2] = -20.0  # query 2: candidates on the coarser levels only
+    offsets = [torch.rand(n, t, 2, generator=g) * 3 for t in lengths]
+    masks = [torch.ones(n, t, dtype=torch.bool) for t in lengths]
+    masks[1][:, -3:] = False
+    moments = post_process_grounding((logits, offsets, masks), config)
+    assert len(moments) == n
+    for q in range(n):
+        want = _decode_one_query([x[q] for x in logits], [o[q] for o in offsets], [m[q] for m in masks], config)
+        assert torch.equal(moments[q], want), q
+    assert max(len(m) for m in moments) == max_segments
+
+
 # ----------------------------------------------------------------------------------------------------
 # input checks shared by forward, ground, the pipeline and the collator
 # ----------------------------------------------------------------------------------------------------
