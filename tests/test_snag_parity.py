@@ -372,7 +372,12 @@ def test_predictions_one_video_path(snag):
             seg, score = io[f"out.pred.{q}.segments_grid"], io[f"out.pred.{q}.scores"]
             assert res.shape == (meta["predictions"][q]["n_segments"], 3) and res.shape[0] == seg.shape[0], q
             torch.testing.assert_close(res[:, :2], seg, rtol=0, atol=1e-3)
-            torch.testing.assert_close(res[:, 2], score, rtol=0, atol=1e-5)
+            torch.testing.assert_close(res[:, 2][:5], score[:5], rtol=0, atol=1e-5)
+            # MAD keeps 50 moments: a late pick's score is its logit's sigmoid times the Gaussian decays of
+            # every earlier overlapping pick, each decay moved by float32 rounding of the boundaries (~2e-5 grid
+            # units here, and GEMMs blocked by thread count). Seen: 1.2e-5 at rank 45 with 1 thread, 3.9e-6
+            # with 2, on an AMD EPYC; a wrong pick or decay moves a score by orders of magnitude more.
+            torch.testing.assert_close(res[:, 2], score, rtol=0, atol=5e-5)
             seconds = tm.grid_to_seconds(res[:, :2])
             torch.testing.assert_close(seconds, io[f"out.pred.{q}.segments"], rtol=0, atol=1e-3 * stride)
 
