@@ -558,6 +558,14 @@ def main(argv=None) -> None:
             md += (f"\nbf16: {label} takes {results[p]['total_s']:.1f} s, {old_bf16 / results[p]['total_s']:.2f}× the speed "
                    f"of the old autocast inference (b') ({old_bf16:.1f} s) measured in this run"
                    + ("; its one-time compilation is in the warm-up column" if p == "bf16-compiled" else "") + ".\n")
+    # what the bf16 target can be on this machine: no path that does the fast path's GEMMs beats their time at
+    # the bf16 GEMM rate, so (b') / that time bounds any bf16 speed-up over (b')
+    bf16_bound = None
+    if old_bf16 and floors.get("bf16") and frac.get("fast_path_fraction"):
+        bf16_bound = old_bf16 / (frac["fast_path_fraction"] * floors["bf16"])
+        md += (f"\nThe most any bf16 path doing the fast path's GEMMs can gain over (b') here: {bf16_bound:.2f}× "
+               f"((b')'s {old_bf16:.1f} s over {frac['fast_path_fraction']:.3f} × the bf16 floor, "
+               f"{frac['fast_path_fraction'] * floors['bf16']:.1f} s).\n")
     if "package" in predictions:
         agree = {}
         for p in ("bf16", "bf16-compiled", "bf16-exact", "autocast"):
@@ -608,6 +616,7 @@ def main(argv=None) -> None:
         "valid_flops": work,
         "gemm_floor_s": floors,
         "gemm_floor_per_video_rate_s": floors_per_video_rate,
+        "bf16_speedup_bound_over_autocast": bf16_bound,
     }
     name = args.name or ("tacos_test_quick" if args.quick else "tacos_test")
     C.write_results(name, data, md, args.out, not args.no_write)

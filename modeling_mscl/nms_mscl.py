@@ -17,6 +17,9 @@ reference's working order, where a pick swaps places with the current slot and a
 is replaced by the last remaining one. The working order is emulated here with index tensors, so
 tied scores resolve to the same segments as SnAG.
 
+:func:`batched_soft_nms_with_voting` runs the loop for many queries at once (one row of index and score
+tensors per query, every row exactly as if alone); :func:`soft_nms_with_voting` is its one-query case.
+
 This file travels with checkpoints (``trust_remote_code``): it imports only torch, math and typing.
 """
 

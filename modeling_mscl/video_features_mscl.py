@@ -879,15 +879,23 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+# `model_threads="auto"` leaves the decoder thread a core of its own from this many usable cores on. Below, the
+# model keeps every core: the decoder needs a fraction of one (0.08-0.2 CPU-s per video second against CLIP's
+# 0.3-0.6), so a reserved core would idle most of the time. Measured on 2 cores (docs/video_features.md,
+# "Threads"): reserving cost 36% (fp32) and 18% (bf16) on an AMD EPYC, and gained 0-10% on an Intel Xeon.
+_RESERVE_DECODER_CORE_FROM = 4
+
+
 def _model_threads(setting: Any, pipeline: bool, device: torch.device) -> Optional[int]:
     """torch threads to set for the extraction (``None``: leave the current setting)."""
     if setting is None or device.type != "cpu":
         return None
     if setting == "auto":
-        if not pipeline:
+        cores = _usable_cores()
+        if not pipeline or cores < _RESERVE_DECODER_CORE_FROM:
             return None
         current = torch.get_num_threads()
-        n = min(current, max(1, _usable_cores() - 1))
+        n = min(current, max(1, cores - 1))
         return n if n != current else None
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
         raise ValueError(f"model_threads must be 'auto', None or a positive integer, got {setting!r}")
@@ -924,10 +932,12 @@ def extract_video_features(
             model (default); ``False``: one after the other in the calling thread. The features are
             identical either way.
         model_threads: torch's intra-op threads while the model runs on the CPU beside the decoder thread.
-            ``"auto"`` (default): one core fewer than this process may use (at least 1, never more than
-            the current setting), so that the decoder thread has a core of its own instead of preempting a
-            thread of every GEMM (libgomp's spinning threads wait for the preempted one); the setting is
-            restored afterwards. ``None``: leave ``torch.get_num_threads()``; an int: that many.
+            ``"auto"`` (default): on 4 or more usable cores, one core fewer than this process may use (never
+            more than the current setting), so that the decoder thread has a core of its own instead of
+            preempting a thread of every GEMM (libgomp's spinning threads wait for the preempted one); on 2–3
+            cores the current setting (the decoder needs a fraction of a core there, and a reserved core
+            idles: measured in docs/video_features.md). The setting is restored afterwards. ``None``: leave
+            ``torch.get_num_threads()``; an int: that many.
 
     Raises:
         VideoDecodeError (a ``ValueError``): missing, unreadable, empty, damaged or truncated file.

@@ -53,6 +53,11 @@ def test_tacos_test_quick_package_matches_baseline(bench, tmp_path):
         per_video = data["results"][path]["per_video"]
         expected = sum(w / (v[f"gemm_gflops_{precision}"] * 1e9) for w, v in zip(work["per_video"], per_video))
         assert data["gemm_floor_per_video_rate_s"][path] == pytest.approx(expected) and expected > 0
+    # the bound on any bf16 speed-up over autocast: autocast's time over the fast path's GEMMs at the bf16 rate
+    fraction = data["results"]["package"]["flops"]["fast_path_fraction"]
+    bound = data["results"]["autocast"]["total_s"] / (fraction * data["gemm_floor_s"]["bf16"])
+    assert data["bf16_speedup_bound_over_autocast"] == pytest.approx(bound) and fraction > 0
+    assert f"over (b') here: {bound:.2f}×" in (tmp_path / "tacos_test_quick.md").read_text()
 
 
 def test_tacos_test_quick_shape_bucket_paths(bench, tmp_path):
@@ -193,6 +198,11 @@ def test_video_extraction_quick(bench, tmp_path):
     for name, row in rows.items():  # every row ran (bf16 weights, the previous paths, the thread variants)
         assert "skipped" in row or row["wall_s"] > 0, name
     assert rows["decode + embed bf16 (PIL resize)"]["features"] == 20 and rows["decode + sample (PIL resize)"]["fast_preprocessing"]
+    from modeling_mscl.video_features_mscl import _usable_cores
+
+    reserved = rows[f"decode + embed fp32 (PIL resize), {bench('bench_video_extraction').RESERVED}"]
+    if "skipped" not in reserved:  # the model ran on one core fewer than the machine has
+        assert reserved["model_threads"] == [max(1, _usable_cores() - 1)]
     ffmpeg = rows["ffmpeg subprocess"]
     assert ("skipped" in ffmpeg) == (shutil.which("ffmpeg") is None)
     if "skipped" not in ffmpeg:

@@ -590,7 +590,7 @@ def test_bf16_weights_are_close_to_fp32_and_keyed(clip_dir, videos, tmp_path, co
         normalize_video_feature_source(clip_source(clip_dir, dtype_mode="half"))
 
 
-def test_model_threads_leave_a_core_to_the_decoder_thread_and_are_restored(clip_dir, videos, monkeypatch):
+def test_model_threads_leave_a_core_to_the_decoder_thread_on_4_cores_and_are_restored(clip_dir, videos, monkeypatch):
     import modeling_mscl.video_features_mscl as vf
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
@@ -602,6 +602,11 @@ def test_model_threads_leave_a_core_to_the_decoder_thread_and_are_restored(clip_
     assert vf._model_threads(2, True, cpu) == 2
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert vf._model_threads("auto", True, cpu) is None  # already below cores - 1: never raised
+    # on 2-3 cores the model keeps them all (a reserved core would idle most of the time)
+    for cores in (2, 3):
+        monkeypatch.setattr(vf, "_usable_cores", lambda n=cores: n)
+        monkeypatch.setattr(torch, "get_num_threads", lambda n=cores: n)
+        assert vf._model_threads("auto", True, cpu) is None
     monkeypatch.setattr(vf, "_usable_cores", lambda: 1)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert vf._model_threads("auto", True, cpu) is None  # at least one
