@@ -71,6 +71,22 @@ ROWS = {
     f"decode + embed bf16 (PIL resize), {RESERVED}": {"kind": "extract", "dtype": "bfloat16", "model_threads": "reserve"},
     "decode + embed bf16 (decoder resize)": {"kind": "extract", "dtype": "bfloat16", "resize": "decoder"},
 }
+def parse_rows(text: str):
+    """``--rows``: comma-separated row names, where a name may itself contain commas (``"decode + embed fp32
+    (PIL resize), previous path: ..."``): at each position the longest run of pieces that names a row."""
+    pieces, rows, i = text.split(","), [], 0
+    while i < len(pieces):
+        for j in range(len(pieces), i, -1):
+            name = ",".join(pieces[i:j]).strip()
+            if name in ROWS:
+                rows.append(name)
+                i = j
+                break
+        else:
+            raise ValueError(f"unknown row {pieces[i].strip()!r}; choose from {list(ROWS)}")
+    return rows
+
+
 # the model's largest GEMM (fc1 of a ViT-B layer on a batch of 32 frames x 50 tokens)
 CLIP_GEMM = {"rows": 32 * 50, "inner": 768, "cols": 3072}
 
@@ -336,7 +352,7 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=None, help="length of the synthetic video (default 180; --quick 4)")
     parser.add_argument("--video", default=None, help="use this video file instead of generating one")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rows", default=None, help="comma-separated subset of the rows (default: all)")
+    parser.add_argument("--rows", default=None, help="comma-separated subset of the rows (names may contain commas; default: all)")
     parser.add_argument("--in-process", action="store_true", help="run the measurements in this process (smoke tests)")
     parser.add_argument("--worker", action="store_true", help=C.argparse.SUPPRESS)
     parser.add_argument("--row", help=C.argparse.SUPPRESS)
@@ -353,13 +369,15 @@ def main(argv=None):
     C.setup_torch(args.threads, args.seed)
     import torch
 
-    cores = os.cpu_count() or 1
+    from modeling_mscl.video_features_mscl import _usable_cores
+
+    cores = _usable_cores()  # what model_threads="auto" counts
     seconds = args.seconds or (4.0 if args.quick else 180.0)
     width, height = (320, 180) if args.quick else (1280, 720)
-    rows = [r.strip() for r in args.rows.split(",")] if args.rows else list(ROWS)
-    unknown = [r for r in rows if r not in ROWS]
-    if unknown:
-        parser.error(f"unknown row(s) {unknown}; choose from {list(ROWS)}")
+    try:
+        rows = parse_rows(args.rows) if args.rows else list(ROWS)
+    except ValueError as exc:
+        parser.error(str(exc))
     ffmpeg = shutil.which("ffmpeg")
     info = C.machine_info(device)
     work = tempfile.mkdtemp(prefix="mscl-bench-video-")

@@ -185,6 +185,18 @@ def test_fresh_process_worker(tmp_path):
 
 
 @pytest.mark.slow
+def test_video_extraction_rows_with_commas_in_their_names(bench):
+    mod = bench("bench_video_extraction")
+    reserved = f"decode + embed fp32 (PIL resize), {mod.RESERVED}"
+    assert "," in reserved and reserved in mod.ROWS
+    # a name that is a prefix of a longer one, the longer one, and a plain one, in the order given
+    text = f"decode + embed fp32 (PIL resize),{reserved}, decode only"
+    assert mod.parse_rows(text) == ["decode + embed fp32 (PIL resize)", reserved, "decode only"]
+    assert mod.parse_rows(f"{reserved}") == [reserved]
+    with pytest.raises(ValueError, match="unknown row 'decode twice'"):
+        mod.parse_rows("decode only,decode twice")
+
+
 def test_video_extraction_quick(bench, tmp_path):
     pytest.importorskip("av")
     data = bench("bench_video_extraction").main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])
