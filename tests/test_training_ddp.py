@@ -219,7 +219,10 @@ def test_contrastive_reductions_are_global_under_ddp(tmp_path):
         assert set(got["grads"]) == set(ref["grads"]), name
         worst = max(float((got["grads"][n] - ref["grads"][n]).abs().max()) for n in ref["grads"])
         scale = max(float(g.abs().max()) for g in ref["grads"].values())
-        if worst > 1e-5:
+        # the all-reduce and the GEMMs sum in another order than one process (and GEMM blocking follows the thread
+        # count): a few float32 ulps of the largest entry (1.07e-5 at 24.8 seen with 1 thread); a reduction over
+        # the wrong set of pairs moves gradients by a large fraction of their size
+        if worst > 1e-6 * max(10.0, scale):
             problems.append(f"{name}: max |grad difference| {worst:.3g} (largest gradient entry {scale:.3g})")
         # what the trainer logs (the mean over processes of each term) is the one-process value
         for i, term in enumerate(TERMS):
