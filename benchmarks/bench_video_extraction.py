@@ -71,6 +71,8 @@ ROWS = {
     f"decode + embed bf16 (PIL resize), {RESERVED}": {"kind": "extract", "dtype": "bfloat16", "model_threads": "reserve"},
     "decode + embed bf16 (decoder resize)": {"kind": "extract", "dtype": "bfloat16", "resize": "decoder"},
 }
+
+
 def parse_rows(text: str):
     """``--rows``: comma-separated row names, where a name may itself contain commas (``"decode + embed fp32
     (PIL resize), previous path: ..."``): at each position the longest run of pieces that names a row."""
@@ -203,9 +205,9 @@ def worker(args):
             return {"features": batches * args.batch_size}
         setting = spec.get("model_threads", "auto")
         if setting == "reserve":
-            from modeling_mscl.video_features_mscl import _usable_cores
+            from modeling_mscl.video_features_mscl import _threads_leaving_a_core
 
-            setting = max(1, _usable_cores() - 1)
+            setting = _threads_leaving_a_core()
         out = extract_video_features(video, ext, use_cache=False, batch_size=args.batch_size,
                                      pipeline=spec.get("pipeline", True), model_threads=setting)
         return {"features": int(out.features.shape[0]), "frames_decoded": out.frames_decoded,

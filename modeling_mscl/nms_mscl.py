@@ -40,26 +40,27 @@ def segment_iou(reference: torch.Tensor, candidates: torch.Tensor, length_eps: f
     """1-D IoU between one or more reference segments and candidate segments.
 
     Args:
-        reference: ``(2,)`` or ``(M, 2)`` segments ``(start, end)``.
-        candidates: ``(K, 2)`` segments.
+        reference: ``(2,)`` or ``(..., M, 2)`` segments ``(start, end)``.
+        candidates: ``(..., K, 2)`` segments (leading dimensions broadcast with the reference's: a batch of
+            queries, each with its own references and candidates).
         length_eps: added to each length before forming the union (SnAG's Soft-NMS uses ``1e-6``).
 
     Returns:
-        ``(K,)`` for a single reference segment, else ``(M, K)``. A zero union gives ``nan`` (as the
+        ``(K,)`` for a single reference segment, else ``(..., M, K)``. A zero union gives ``nan`` (as the
         reference), callers decide what that means.
     """
     single = reference.dim() == 1
-    ref = reference.reshape(-1, 2)
-    left = torch.maximum(ref[:, None, 0], candidates[None, :, 0])
-    right = torch.minimum(ref[:, None, 1], candidates[None, :, 1])
+    ref = reference.reshape(1, 2) if single else reference
+    left = torch.maximum(ref[..., :, None, 0], candidates[..., None, :, 0])
+    right = torch.minimum(ref[..., :, None, 1], candidates[..., None, :, 1])
     inter = (right - left).clamp(min=0)
-    len_ref = ref[:, 1] - ref[:, 0]
-    len_cand = candidates[:, 1] - candidates[:, 0]
+    len_ref = ref[..., 1] - ref[..., 0]
+    len_cand = candidates[..., 1] - candidates[..., 0]
     if length_eps:
         len_ref = len_ref + length_eps
         len_cand = len_cand + length_eps
     # Same operation order as the reference: (len_a + len_b) - inter.
-    iou = inter / (len_ref[:, None] + len_cand[None, :] - inter)
+    iou = inter / (len_ref[..., :, None] + len_cand[..., None, :] - inter)
     return iou[0] if single else iou
 
 
@@ -116,7 +117,7 @@ def _gaussian_soft_nms(
         order[row, pos], current[row, pos] = order[:, 0].clone(), current[:, 0].clone()
         order, current = order[:, 1:], current[:, 1:]
         remaining = (remaining - 1).clamp(min=0)
-        valid = valid[:, 1:] & (torch.arange(order.shape[1], device=scores.device) < remaining[:, None])
+        valid = valid[:, 1:]  # position p + 1 < the old count  <=>  p < the new one
         seg = segments[row, best]  # (N, 2)
         left = torch.maximum(seg[:, None, 0], segments[..., 0].gather(1, order))
         right = torch.minimum(seg[:, None, 1], segments[..., 1].gather(1, order))
@@ -152,12 +153,8 @@ def _segment_voting(
 ) -> torch.Tensor:
     """Score-weighted mean of the candidates with ``IoU >= voting_threshold`` to each kept segment:
     ``kept (N, P, 2)``, ``candidates (N, K, 2)``, ``weights (N, K)`` (0 for padding) -> ``(N, P, 2)``."""
-    left = torch.maximum(kept[:, :, None, 0], candidates[:, None, :, 0])
-    right = torch.minimum(kept[:, :, None, 1], candidates[:, None, :, 1])
-    inter = (right - left).clamp(min=0)
-    # no length eps here, as the reference; same operation order as segment_iou
-    union = (kept[..., 1] - kept[..., 0])[:, :, None] + (candidates[..., 1] - candidates[..., 0])[:, None, :] - inter
-    neighbour = (inter / union >= voting_threshold).to(weights.dtype) * weights[:, None, :]  # (N, P, K)
+    iou = segment_iou(kept, candidates)  # (N, P, K); no length eps here, as the reference
+    neighbour = (iou >= voting_threshold).to(weights.dtype) * weights[:, None, :]
     total = neighbour.sum(dim=2, keepdim=True)
     refined = torch.bmm(neighbour / total, candidates)
     # A kept segment with no weighted neighbour (zero length, or all neighbour scores 0) would be

@@ -879,6 +879,11 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _threads_leaving_a_core() -> int:
+    """torch threads that leave the decoder thread a core of its own (at least 1)."""
+    return max(1, _usable_cores() - 1)
+
+
 # `model_threads="auto"` leaves the decoder thread a core of its own from this many usable cores on. Below, the
 # model keeps every core: the decoder needs a fraction of one (0.08-0.2 CPU-s per video second against CLIP's
 # 0.3-0.6), so a reserved core would idle most of the time. Measured on 2 cores (docs/video_features.md,
@@ -891,11 +896,10 @@ def _model_threads(setting: Any, pipeline: bool, device: torch.device) -> Option
     if setting is None or device.type != "cpu":
         return None
     if setting == "auto":
-        cores = _usable_cores()
-        if not pipeline or cores < _RESERVE_DECODER_CORE_FROM:
+        if not pipeline or _usable_cores() < _RESERVE_DECODER_CORE_FROM:
             return None
         current = torch.get_num_threads()
-        n = min(current, max(1, cores - 1))
+        n = min(current, _threads_leaving_a_core())
         return n if n != current else None
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
         raise ValueError(f"model_threads must be 'auto', None or a positive integer, got {setting!r}")

@@ -274,6 +274,13 @@ def test_segment_iou_shapes_and_values() -> None:
     cand = torch.tensor([[0.0, 10.0], [5.0, 15.0], [20.0, 30.0]])
     torch.testing.assert_close(segment_iou(ref, cand), torch.tensor([1.0, 5.0 / 15.0, 0.0]))
     assert segment_iou(ref[None], cand).shape == (1, 3)
+    # a batch of queries, each with its own references and candidates: every query as if alone
+    refs = torch.tensor([[[0.0, 10.0], [2.0, 4.0]], [[5.0, 6.0], [1.0, 9.0]]])
+    cands = torch.stack([cand, cand.flip(0) + 1.0])
+    batched = segment_iou(refs, cands, length_eps=1e-6)
+    assert batched.shape == (2, 2, 3)
+    for q in range(2):
+        assert torch.equal(batched[q], segment_iou(refs[q], cands[q], length_eps=1e-6))
 
 
 @pytest.mark.parametrize(
