@@ -69,6 +69,7 @@ This file travels with checkpoints (``trust_remote_code``), so it imports only i
 from __future__ import annotations
 
 import collections
+import contextlib
 import glob
 import hashlib
 import io
@@ -96,12 +97,15 @@ __all__ = [
     "OUTPUTS",
     "VideoFeatureCache",
     "VideoFeatures",
+    "atomic_path",
+    "atomic_write",
     "build_video_extractor",
     "check_video_source_matches_config",
     "clear_video_feature_cache",
     "default_video_cache_dir",
     "extract_video_features",
     "file_identity",
+    "mscl_home_folder",
     "normalize_video_feature_source",
 ]
 
@@ -606,9 +610,10 @@ def _jsonable(value: Any) -> Any:
 # ----------------------------------------------------------------------------------------------------
 # the cache
 # ----------------------------------------------------------------------------------------------------
-def default_video_cache_dir() -> str:
-    """``$MSCL_VIDEO_FEATURES_CACHE``, else ``<HF_HOME>/mscl/video_features``."""
-    explicit = os.environ.get(CACHE_ENV)
+def mscl_home_folder(name: str, env: Optional[str] = None) -> str:
+    """``$<env>`` when set, else ``<HF_HOME>/mscl/<name>`` (``HF_HOME`` as ``huggingface_hub`` resolves it:
+    ``~/.cache/huggingface`` unless set): where the package keeps what it writes for a user."""
+    explicit = os.environ.get(env) if env else None
     if explicit:
         return os.path.expanduser(explicit)
     home = os.environ.get("HF_HOME")
@@ -619,7 +624,44 @@ def default_video_cache_dir() -> str:
             home = constants.HF_HOME
         except Exception:  # pragma: no cover - huggingface_hub is a transformers dependency
             home = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
-    return os.path.join(os.path.expanduser(home), "mscl", "video_features")
+    return os.path.join(os.path.expanduser(home), "mscl", name)
+
+
+def default_video_cache_dir() -> str:
+    """``$MSCL_VIDEO_FEATURES_CACHE``, else ``<HF_HOME>/mscl/video_features``."""
+    return mscl_home_folder("video_features", CACHE_ENV)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, suffix: str = ".tmp", mode: Optional[int] = None) -> Iterator[str]:
+    """A temporary file beside ``path`` (a dot-file ending in ``suffix``: a writer that picks its format
+    from the extension gets the right one) that replaces ``path`` when the block ends without an
+    exception, and is removed when it raises. Readers see no file or the whole file, never a part
+    (``os.replace`` is atomic); ``mode`` sets the permissions first (``mkstemp`` makes files private)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write(path: str, write: Callable[[Any], None]) -> None:
+    """``write(f)`` to a binary file object whose content replaces ``path`` atomically once it is on disk
+    (:func:`atomic_path`; flushed and fsynced before the rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def file_identity(path: str) -> Dict[str, Any]:
@@ -714,21 +756,9 @@ class VideoFeatureCache:
         os.makedirs(folder, exist_ok=True)
         meta = {**result.meta(), "key": key, "extractor": dict(extractor_fingerprint), "created": time.time(),
                 "code_version": FEATURE_CODE_VERSION}
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                buf = io.BytesIO()
-                np.savez(buf, features=np.ascontiguousarray(result.features, dtype=np.float32), meta=np.array(json.dumps(meta)))
-                f.write(buf.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)  # atomic: readers see nothing or the whole entry
-        except BaseException:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
-            raise
+        buf = io.BytesIO()
+        np.savez(buf, features=np.ascontiguousarray(result.features, dtype=np.float32), meta=np.array(json.dumps(meta)))
+        atomic_write(path, lambda f: f.write(buf.getvalue()))  # readers see nothing or the whole entry
         return path
 
     def entries(self) -> List[str]:

@@ -25,11 +25,14 @@ from modeling_mscl.video_features_mscl import (  # noqa: E402
     HFImageFeatureExtractor,
     NoVideoExtractorError,
     VideoFeatureCache,
+    atomic_path,
+    atomic_write,
     build_video_extractor,
     clear_video_feature_cache,
     default_video_cache_dir,
     extract_video_features,
     file_identity,
+    mscl_home_folder,
     normalize_video_feature_source,
 )
 from modeling_mscl.video_processing_mscl import VideoDecodeError, select_frames  # noqa: E402
@@ -255,6 +258,39 @@ def test_a_write_killed_midway_leaves_no_complete_looking_entry(clip_dir, videos
     assert not again.from_cache
     np.testing.assert_array_equal(again.features, out.features)
     assert extract_video_features(path, clip_source(clip_dir), cache_dir=cache).from_cache
+
+
+
+def test_atomic_writes_replace_whole_files_or_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "out.npy"
+    atomic_write(str(target), lambda f: f.write(b"first"))
+    assert target.read_bytes() == b"first" and os.listdir(tmp_path) == ["out.npy"]
+
+    def half_then_killed(f):
+        f.write(b"half of the second")
+        raise KeyboardInterrupt("killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(str(target), half_then_killed)
+    assert target.read_bytes() == b"first" and os.listdir(tmp_path) == ["out.npy"]  # old file kept, no leftover
+
+    clip = tmp_path / "clip.mp4"
+    with atomic_path(str(clip), suffix=".mp4", mode=0o644) as tmp:
+        # the temporary file sits beside the target, hidden, with the extension a format-sniffing writer needs
+        assert os.path.dirname(tmp) == str(tmp_path) and os.path.basename(tmp).startswith(".clip.mp4.")
+        assert tmp.endswith(".mp4") and not clip.exists()
+        Path(tmp).write_bytes(b"video")
+    assert clip.read_bytes() == b"video" and (clip.stat().st_mode & 0o777) == 0o644
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("MSCL_SOMETHING", raising=False)
+    assert mscl_home_folder("things", "MSCL_SOMETHING") == str(tmp_path / "hf" / "mscl" / "things")
+    monkeypatch.setenv("MSCL_SOMETHING", "~/x")
+    assert mscl_home_folder("things", "MSCL_SOMETHING") == os.path.expanduser("~/x")
+    monkeypatch.delenv("HF_HOME")
+    from huggingface_hub import constants
+
+    assert mscl_home_folder("things") == os.path.join(os.path.expanduser(constants.HF_HOME), "mscl", "things")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -150,23 +149,6 @@ def _read_journals(output: str) -> List[Dict[str, Any]]:
     return lines
 
 
-def _atomic_write(path: str, write) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _header(source: Dict[str, Any], fingerprint: Dict[str, Any], preset: Optional[str]) -> Dict[str, Any]:
     s = source["sampling"]
     return {
@@ -257,7 +239,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import torch
 
-    from ..video_features_mscl import HFImageFeatureExtractor, extract_video_features, file_identity
+    from ..video_features_mscl import HFImageFeatureExtractor, atomic_write, extract_video_features, file_identity
 
     state = _process_state(args.device)
     rank, world = state.process_index, state.num_processes
@@ -306,7 +288,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 out = extract_video_features(path, extractor, batch_size=args.batch_size, use_cache=False,
                                              allow_partial=args.allow_partial, progress=None if progress else False,
                                              threads=args.threads)
-                _atomic_write(target, lambda f, out=out: np.save(f, out.features, allow_pickle=False))
+                atomic_write(target, lambda f, out=out: np.save(f, out.features, allow_pickle=False))
                 entry = {"source": path, "file": vid + ".npy", "num_features": int(out.features.shape[0]),
                          "dim": int(out.features.shape[1]), "duration": out.duration, "duration_source": out.duration_source,
                          "decoded_end": out.decoded_end, "frames_decoded": out.frames_decoded, "partial": out.partial,
@@ -347,7 +329,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 all_failures[line["id"]] = line["failure"]
                 merged.pop(line["id"], None)
         manifest = {**header, "videos": dict(sorted(merged.items())), "failures": dict(sorted(all_failures.items()))}
-        _atomic_write(os.path.join(args.output, MANIFEST_NAME),
+        atomic_write(os.path.join(args.output, MANIFEST_NAME),
                       lambda f: f.write((json.dumps(manifest, indent=1) + "\n").encode("utf-8")))
         for r in range(world):
             try:

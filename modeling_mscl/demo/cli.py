@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -43,6 +42,7 @@ def shapes_demo_examples(folder: Optional[str] = None, count: int = 3) -> List[T
     import numpy as np
 
     from ..data.shapes_demo import sample_video_spec, sentence_of, write_shapes_video
+    from ..video_features_mscl import atomic_path
 
     root = Path(folder or default_examples_dir()) / "shapes_demo"
     root.mkdir(parents=True, exist_ok=True)
@@ -54,16 +54,9 @@ def shapes_demo_examples(folder: Optional[str] = None, count: int = 3) -> List[T
             spec = sample_video_spec(rng, f"example_{i + 1}")
         path = root / f"shapes_{i + 1}.mp4"
         if not path.is_file():
-            fd, tmp = tempfile.mkstemp(prefix=f".shapes_{i + 1}.", suffix=".mp4", dir=root)
-            os.close(fd)
-            try:
+            # atomic, as the other example clips; readable by the web server (mkstemp makes files private)
+            with atomic_path(str(path), suffix=".mp4", mode=0o644) as tmp:
                 write_shapes_video(tmp, spec)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)  # atomic, as the other example clips
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-                raise
         sentences = "\n".join(sentence_of(e, e["template"]) for e in spec["events"])
         label = f"shapes {i + 1} ({spec['duration']:g} s, {len(spec['events'])} events)"
         out.append((str(path), sentences, label, spec))
