@@ -225,6 +225,36 @@ class DepthwiseConv(nn.Module):
         return self.weight[:, 0, :].t().to(dtype).contiguous()
 
 
+class _TapSum(torch.autograd.Function):
+    """The shifted sum of a kernel-3 conv's tap products, ``taps (N, T, 3·O)`` → ``(N, T, O)``:
+    ``out[t] = taps[t − 1, :O] + taps[t, O:2O] + taps[t + 1, 2O:]`` (zero beyond either end).
+
+    Both directions write each output once, with no padded copy of the taps: autograd through the slices
+    of a zero-padded tensor would fill a padded copy of the taps (``queries × points × 3C`` in the heads)
+    in the forward pass and one per slice in the backward pass, and add them up; in training that was the
+    largest non-GEMM cost of the heads. The sums are the padded slices' to the bit: ``(a + b) + c`` with
+    zero for a missing neighbour, and float addition is commutative."""
+
+    @staticmethod
+    def forward(ctx, taps: torch.Tensor) -> torch.Tensor:
+        o = taps.shape[-1] // 3
+        out = taps[..., o : 2 * o].clone()
+        out[:, 1:] += taps[:, :-1, :o]
+        out[:, :-1] += taps[:, 1:, 2 * o :]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:
+        n, t, o = grad_out.shape
+        grad = grad_out.new_empty(n, t, 3 * o)
+        grad[:, : t - 1, :o] = grad_out[:, 1:]  # taps[s, :O] feeds out[s + 1]
+        grad[:, t - 1 :, :o] = 0
+        grad[:, :, o : 2 * o] = grad_out
+        grad[:, 1:, 2 * o :] = grad_out[:, : t - 1]  # taps[s, 2O:] feeds out[s − 1]
+        grad[:, :1, 2 * o :] = 0
+        return grad
+
+
 class MaskedConv(nn.Module):
     """Masked 1-D conv on channels-last input (input zeroed at padding; output not re-masked)."""
 
@@ -245,8 +275,7 @@ class MaskedConv(nn.Module):
             # channels-last without transposes: one GEMM for the three taps, then shifted sums
             o = conv.out_channels
             taps = F.linear(x, conv.weight.permute(2, 0, 1).reshape(3 * o, -1))  # (N, T, 3·O)
-            taps = F.pad(taps, (0, 0, 1, 1))
-            out = taps[:, :-2, :o] + taps[:, 1:-1, o : 2 * o] + taps[:, 2:, 2 * o :]
+            out = _TapSum.apply(taps)
             if conv.bias is not None:
                 out = out + conv.bias
             return out, mask

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding, post_process_grounding
 from modeling_mscl.losses_mscl import draw_contrastive_queries
-from modeling_mscl.modeling_mscl import local_attention
+from modeling_mscl.modeling_mscl import MaskedConv, _TapSum, local_attention
 
 from conftest import tiny_config as base_tiny_config
 
@@ -75,6 +75,42 @@ def dense_banded_attention(q, k, v, key_mask, window):
     logits = logits.masked_fill(~band, float("-inf"))
     logits = logits + torch.where(key_mask, 0.0, -1e4)[:, None, None, :]
     return torch.softmax(logits, dim=-1) @ v
+
+
+@pytest.mark.parametrize("length", [1, 2, 9])
+@pytest.mark.parametrize("bias", [False, True])
+def test_masked_conv_k3_forward_and_gradients_equal_conv1d(length, bias):
+    torch.manual_seed(0)
+    conv = MaskedConv(6, 4, 3, bias=bias).double()
+    x = torch.randn(3, length, 6, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(3, length, dtype=torch.bool)
+    mask[1, length // 2 :] = False
+    out, _ = conv(x, mask)
+    ref = F.conv1d((x * mask[..., None]).transpose(1, 2), conv.conv.weight, conv.conv.bias, padding=1).transpose(1, 2)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x, conv.conv.weight], grad)
+    want = torch.autograd.grad(ref, [x, conv.conv.weight], grad)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    assert bool((got[0][1, length // 2 :] == 0).all())  # masked input gets no gradient
+
+
+def test_tap_sum_backward_is_autograd_through_padded_slices_bit_for_bit():
+    def padded_slices(taps):
+        o = taps.shape[-1] // 3
+        p = F.pad(taps, (0, 0, 1, 1))
+        return p[:, :-2, :o] + p[:, 1:-1, o : 2 * o] + p[:, 2:, 2 * o :]
+
+    gen = torch.Generator().manual_seed(1)
+    for length in (1, 2, 7):
+        taps = torch.randn(2, length, 15, generator=gen, requires_grad=True)
+        grad = torch.randn(2, length, 5, generator=gen)
+        out = _TapSum.apply(taps)
+        assert torch.equal(out, padded_slices(taps))
+        (got,) = torch.autograd.grad(out, taps, grad)
+        (want,) = torch.autograd.grad(padded_slices(taps), taps, grad)
+        assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("window", [1, 5, 19])
