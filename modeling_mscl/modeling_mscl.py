@@ -169,13 +169,17 @@ class DropPath(nn.Module):
         super().__init__()
         self.p = p
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def sample_scale(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """``(B, 1, …, 1)``: 0 for a dropped sample, ``1 / keep`` for a kept one; ``None`` when inactive."""
         if self.p == 0.0 or not self.training:
-            return x
+            return None
         keep = 1.0 - self.p
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        noise = x.new_empty(shape).bernoulli_(keep)
-        return x * noise / keep
+        return x.new_empty(shape).bernoulli_(keep).div_(keep)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.sample_scale(x)
+        return x if scale is None else x * scale
 
 
 class LayerScale(nn.Module):
@@ -188,7 +192,9 @@ class LayerScale(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop_path(x * self.gamma)
+        scale = self.drop_path.sample_scale(x)
+        # one pass over x: the per-sample drop-path scale is folded into the per-channel γ
+        return x * (self.gamma if scale is None else self.gamma * scale)
 
 
 class DepthwiseConv(nn.Module):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding, post_process_grounding
 from modeling_mscl.losses_mscl import draw_contrastive_queries
-from modeling_mscl.modeling_mscl import MaskedConv, _TapSum, local_attention
+from modeling_mscl.modeling_mscl import LayerScale, MaskedConv, _TapSum, local_attention
 
 from conftest import tiny_config as base_tiny_config
 
@@ -75,6 +75,25 @@ def dense_banded_attention(q, k, v, key_mask, window):
     logits = logits.masked_fill(~band, float("-inf"))
     logits = logits + torch.where(key_mask, 0.0, -1e4)[:, None, None, :]
     return torch.softmax(logits, dim=-1) @ v
+
+
+def test_layer_scale_with_drop_path_drops_whole_samples_and_rescales_the_rest():
+    layer = LayerScale(5, 0.5, drop_path=0.25)
+    with torch.no_grad():
+        layer.gamma.copy_(torch.linspace(-1.0, 2.0, 5))
+    x = torch.randn(400, 3, 5)
+    layer.eval()
+    assert torch.equal(layer(x), x * layer.gamma)
+    layer.train()
+    torch.manual_seed(3)
+    out = layer(x)
+    torch.manual_seed(3)  # the same per-sample draw, written out as SnAG's drop path
+    keep = torch.empty(400, 1, 1).bernoulli_(0.75)
+    torch.testing.assert_close(out, x * layer.gamma * keep / 0.75, rtol=1e-6, atol=0)
+    dropped = (out == 0).flatten(1).all(1)
+    assert bool((dropped == (keep.flatten() == 0)).all()) and 60 < int(dropped.sum()) < 140  # 100 expected
+    out.sum().backward()
+    torch.testing.assert_close(layer.gamma.grad, (x * keep / 0.75).sum((0, 1)), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("length", [1, 2, 9])
