@@ -12,13 +12,16 @@ activation checkpointing (fusion + heads recomputed level by level in the backwa
 ``model.activation_checkpointing_enable()``) and with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed at 64 KiB,
 which returns freed activation buffers to the OS (the default adaptive threshold keeps them in the heap).
 
-Other presets use random stand-in shapes; ``--full-windows`` makes every video fill the training
+Each variant's FLOPs (forward + backward, ``torch.utils.flop_counter``, one extra step) over the GEMM rate
+measured at the start of the run give its GEMM-bound floor; ``--profile`` adds where the default step's time
+goes (one step under ``torch.profiler``, self CPU time by op kind, as ``bench_profile.py`` groups it, and the
+top ops). Other presets use random stand-in shapes; ``--full-windows`` makes every video fill the training
 window, as the windows cut from MAD's movies do. The streaming benchmark compares its decode rates with
 the steps measured here (``training_step.json`` and, for MAD-like rows, ``training_step_mad.json``).
 
 Full runs::
 
-    python benchmarks/bench_training_step.py
+    python benchmarks/bench_training_step.py --profile
     python benchmarks/bench_training_step.py --preset mad_clip --videos 1 --queries-per-video 16 \
         --full-windows --name training_step_mad
 
@@ -35,9 +38,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
+import bench_profile as BP  # noqa: E402
 
 TRAIN_ANNOTATIONS = os.path.join(os.path.dirname(C.REPO), "shared", "data", "annotations", "tacos", "train.json")
 # name -> (config overrides, extra environment of the worker process, activation checkpointing)
+DEFAULT = "with contrastive (default)"
 _MMAP = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 VARIANTS = {
     "without contrastive": ({"within_loss_weight": 0.0, "cross_loss_weight": 0.0}, {}, False),
@@ -150,8 +155,40 @@ def worker(args):
         if i:  # the first step allocates the optimiser state
             times.append(time.perf_counter() - t0)
     terms = {k: float(getattr(last, k).detach()) for k in ("loss", "loss_cls", "loss_reg", "loss_within", "loss_cross")}
-    return C.finish_worker({"overrides": overrides, **C.summarize(times), "losses": terms,
-                            "num_positives": int(last.num_positives), "threads": torch.get_num_threads()}, start_rss)
+    with C.flop_counter() as counter:  # after the timed steps: counting slows a step down
+        model(**batch).loss.backward()
+    optimizer.zero_grad(set_to_none=True)
+    result = {"overrides": overrides, **C.summarize(times), "losses": terms, "num_positives": int(last.num_positives),
+              "threads": torch.get_num_threads(), "flops": int(counter.get_total_flops())}
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        result["profile"] = op_kinds(prof.events())
+    return C.finish_worker(result, start_rss)
+
+
+def op_kinds(events):
+    """Self CPU time (s) per op kind (``bench_profile.py``'s kinds, plus the random masks of dropout and
+    drop-path, the optimiser's and gradient clipping's ops, and the autograd engine's own time) and the top
+    ops, from the events of one profiled step."""
+    kinds, ops = {}, {}
+    for ev in events:
+        seconds = ev.self_cpu_time_total / 1e6
+        op = ev.name.split("::")[-1].rstrip("_")
+        if op == "bernoulli":
+            kind = "dropout masks (RNG)"
+        elif ev.name.startswith("Optimizer.") or op.startswith("_foreach"):
+            kind = "optimiser + clipping"
+        elif ev.name.startswith("autograd::"):
+            kind = "autograd engine"
+        else:
+            kind = BP.categorize(ev.name, None)
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
+        ops[ev.name] = ops.get(ev.name, 0.0) + seconds
+    return {"kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1])),
+            "top_ops": sorted(ops.items(), key=lambda kv: -kv[1])[:12]}
 
 
 def main(argv=None):
@@ -166,6 +203,7 @@ def main(argv=None):
     parser.add_argument("--overrides", default="{}", help=C.argparse.SUPPRESS)
     parser.add_argument("--activation-checkpointing", action="store_true", help=C.argparse.SUPPRESS)
     parser.add_argument("--variants", default=None, help="comma-separated indices (0-based) of the variants to run")
+    parser.add_argument("--profile", action="store_true", help="also profile one step of the default variant by op kind")
     args = parser.parse_args(argv)
     device = C.resolve_device(args.device)
     args.preset = args.preset or ("quickstart" if args.quick else "tacos_c3d")
@@ -190,16 +228,24 @@ def main(argv=None):
             + (["--full-windows"] if args.full_windows else []) + (["--activation-checkpointing"] if checkpointing else [])
         if args.threads:
             wargs += ["--threads", str(args.threads)]
+        if args.profile and name == DEFAULT:
+            wargs += ["--profile"]
         print(f"[{name}] ...", flush=True)
         results[name] = C.run_worker(os.path.abspath(__file__), wargs, main if args.in_process else None, env=env)
         print(f"[{name}] {results[name]['median_s']:.2f} s, peak RSS {results[name]['peak_rss_mb']:.0f} MB", flush=True)
     load_after = C.load_average()
 
-    off, on = results.get("without contrastive"), results.get("with contrastive (default)")
+    off, on = results.get("without contrastive"), results.get(DEFAULT)
     overhead = on["median_s"] / off["median_s"] - 1.0 if off and on else None
-    rows = [[name, f"{r['median_s']:.2f}", f"{r['min_s']:.2f}", f"{r['peak_rss_mb'] / 1024:.2f}",
-             f"{(r['peak_rss_mb'] - r.get('start_rss_mb', 0)) / 1024:.2f}"] for name, r in results.items()]
-    md = C.markdown_table(["variant", "step median (s)", "step min (s)", "peak RSS (GB)", "peak − start RSS (GB)"], rows)
+    rate = info.get("gemm_gflops_fp32")
+    for r in results.values():
+        r["gemm_floor_s"] = r["flops"] / (rate * 1e9) if rate else None
+    rows = [[name, f"{r['median_s']:.2f}", f"{r['min_s']:.2f}", f"{r['flops'] / 1e12:.3f}",
+             f"{r['gemm_floor_s']:.2f}" if rate else "—", f"{100 * r['gemm_floor_s'] / r['median_s']:.0f}%" if rate else "—",
+             f"{r['peak_rss_mb'] / 1024:.2f}", f"{(r['peak_rss_mb'] - r.get('start_rss_mb', 0)) / 1024:.2f}"]
+            for name, r in results.items()]
+    md = C.markdown_table(["variant", "step median (s)", "step min (s)", "TFLOP (fwd + bwd)", "GEMM-bound floor (s)",
+                           "floor / median", "peak RSS (GB)", "peak − start RSS (GB)"], rows)
     shape_note = ("every video fills the training window" if args.full_windows else
                   "valid lengths from the TACoS training annotations" if args.preset.startswith("tacos") and not args.quick
                   else "random valid lengths")
@@ -209,6 +255,16 @@ def main(argv=None):
            + (f"Contrastive terms add {100 * overhead:+.1f}% to the step time (target ≤ +10%). " if overhead is not None else "")
            + ("Reference implementation on its CPU (§10): 13.4 s and 10.1 GB peak RSS for the same step.\n"
               if args.preset == "tacos_c3d" and (args.videos, args.queries_per_video) == (4, 4) else "\n"))
+    md += ("\nGEMM-bound floor: the step's forward + backward FLOPs (`torch.utils.flop_counter`; the optimiser's "
+           f"elementwise update is not counted) at the fp32 GEMM rate measured at the start of the run ({rate} GFLOP/s).\n")
+    if on and "profile" in on:
+        prof = on["profile"]
+        total = sum(prof["kinds"].values())
+        md += ("\nWhere the default step's time goes (one step under `torch.profiler`, self CPU time summed over threads, "
+               f"{total:.2f} s in all):\n\n")
+        md += C.markdown_table(["op kind", "self CPU (s)", "share"],
+                               [[k, f"{v:.2f}", f"{100 * v / total:.1f}%"] for k, v in prof["kinds"].items()])
+        md += "\n\nTop ops: " + ", ".join(f"`{n}` {v:.2f} s" for n, v in prof["top_ops"][:8]) + ".\n"
     if args.in_process:
         md += "\nIn-process run (smoke test): peak RSS is the whole process's, not one measurement's.\n"
     data = {"benchmark": "training_step", "machine": info, "load_before": load_before, "load_after": load_after,

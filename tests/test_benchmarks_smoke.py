@@ -133,11 +133,23 @@ def test_scaling_quick(bench, tmp_path):
 
 
 def test_training_step_quick(bench, tmp_path):
-    data = bench("bench_training_step").main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])
+    data = bench("bench_training_step").main(["--quick", "--in-process", "--threads", "1", "--profile", "--out",
+                                              str(tmp_path)])
     _files(tmp_path, "training_step_quick")
+    rate = data["machine"]["gemm_gflops_fp32"]
     for r in data["results"].values():
         assert r["median_s"] > 0 and all(v == v for v in r["losses"].values())  # finite
+        assert r["flops"] > 0 and r["gemm_floor_s"] == pytest.approx(r["flops"] / (rate * 1e9))
     assert data["results"]["without contrastive"]["losses"]["loss_within"] == 0.0
+    # checkpointing recomputes fusion + heads in the backward pass: more FLOPs than the plain step
+    plain, ckpt = data["results"]["with contrastive (default)"], data["results"]["with contrastive, activation checkpointing"]
+    assert ckpt["flops"] > plain["flops"]
+    # only the default variant is profiled, by bench_profile's op kinds and the training step's own
+    assert [name for name, r in data["results"].items() if "profile" in r] == ["with contrastive (default)"]
+    kinds = plain["profile"]["kinds"]
+    assert kinds["GEMM"] > 0 and set(kinds) <= set(bench("bench_profile").CATEGORIES) | {
+        "dropout masks (RNG)", "optimiser + clipping", "autograd engine"}
+    assert "Where the default step's time goes" in (tmp_path / "training_step_quick.md").read_text()
 
 
 def test_streaming_quick_and_training_consumption(bench, tmp_path):
