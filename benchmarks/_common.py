@@ -222,15 +222,16 @@ def finish_worker(result: Dict[str, Any], start_rss_mb: Optional[float] = None) 
     """Add the worker's peak RSS (and CUDA peak) to its result, print it as the last JSON line, return it.
 
     ``start_rss_mb`` is the RSS after imports and model construction, so the peak can be read as
-    "model + interpreter" plus "activations".
+    "model + interpreter" plus "activations". Peaks already in ``result`` (read by a worker before work
+    that must not count, such as a FLOP-counting pass) are kept.
     """
     result = dict(result)
-    result["peak_rss_mb"] = peak_rss_mb()
+    result.setdefault("peak_rss_mb", peak_rss_mb())
     if start_rss_mb is not None:
         result["start_rss_mb"] = start_rss_mb
     peak_gpu = cuda_peak_mb()
     if peak_gpu is not None:
-        result["peak_cuda_mb"] = peak_gpu
+        result.setdefault("peak_cuda_mb", peak_gpu)
     print(json.dumps(result))
     sys.stdout.flush()
     return result

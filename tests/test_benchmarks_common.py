@@ -2,6 +2,7 @@
 """The benchmarks' shared measurement helpers (``benchmarks/_common.py``): a worker's peak RSS is its own."""
 
 import builtins
+import json
 import resource
 import sys
 import textwrap
@@ -50,6 +51,14 @@ def test_worker_reports_its_own_peak_not_its_parents(common, tmp_path):
     # an interpreter + 20 MiB: tens of MiB; the parent's 800+ MiB must not show up
     assert 20 < result["peak_rss_mb"] < 200, result
     assert result["peak_rss_mb"] >= result["start_rss_mb"] > 0
+
+
+def test_finish_worker_keeps_a_peak_read_before_work_that_must_not_count(common, capsys):
+    # bench_training_step reads its timed steps' peak before a FLOP-counting step that holds more memory
+    early = common.peak_rss_mb()
+    assert common.finish_worker({"peak_rss_mb": 12.5})["peak_rss_mb"] == 12.5
+    assert common.finish_worker({})["peak_rss_mb"] >= early > 12.5
+    assert json.loads(capsys.readouterr().out.splitlines()[0]) == {"peak_rss_mb": 12.5}
 
 
 def test_peak_rss_falls_back_to_ru_maxrss_without_proc(common, monkeypatch):
