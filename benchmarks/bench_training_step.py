@@ -176,8 +176,9 @@ def worker(args):
 
 def op_kinds(events):
     """Self CPU time (s) per op kind (``bench_profile.py``'s kinds, plus the random masks of dropout and
-    drop-path, the optimiser's and gradient clipping's ops, and the autograd engine's own time) and the top
-    ops, from the events of one profiled step."""
+    drop-path, the optimiser's and gradient clipping's ops, and the autograd engine's own time; a backward
+    kernel such as ``gelu_backward`` counts as its forward op's kind) and the top ops, from the events of one
+    profiled step."""
     kinds, ops = {}, {}
     for ev in events:
         seconds = ev.self_cpu_time_total / 1e6
@@ -188,6 +189,9 @@ def op_kinds(events):
             kind = "optimiser + clipping"
         elif ev.name.startswith("autograd::"):
             kind = "autograd engine"
+        elif op.endswith(("_backward", "_backward_data")):  # a backward kernel counts as its forward op's kind
+            forward = op[: op.rindex("_backward")]
+            kind = "activations" if forward == "threshold" else BP.categorize(forward, None)  # threshold: ReLU's
         else:
             kind = BP.categorize(ev.name, None)
         kinds[kind] = kinds.get(kind, 0.0) + seconds

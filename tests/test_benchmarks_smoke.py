@@ -152,6 +152,22 @@ def test_training_step_quick(bench, tmp_path):
     assert "Where the default step's time goes" in (tmp_path / "training_step_quick.md").read_text()
 
 
+def test_training_step_op_kinds(bench):
+    from types import SimpleNamespace
+
+    events = [SimpleNamespace(name=n, self_cpu_time_total=us) for n, us in [
+        ("aten::mm", 4e6), ("aten::addmm", 1e6), ("aten::bernoulli_", 2e6), ("aten::gelu_backward", 3e5),
+        ("aten::threshold_backward", 1e5), ("aten::native_layer_norm_backward", 2e5), ("aten::_softmax_backward_data", 5e4),
+        ("Optimizer.step#AdamW.step", 1e4), ("aten::_foreach_mul_", 2e4),
+        ("autograd::engine::evaluate_function: MulBackward0", 4e5), ("aten::mul", 7e5), ("aten::as_strided", 3e4)]]
+    got = bench("bench_training_step").op_kinds(events)
+    assert got["kinds"] == pytest.approx({"GEMM": 5.0, "dropout masks (RNG)": 2.0, "elementwise": 0.7,
+                                          "autograd engine": 0.4, "activations": 0.4, "normalisation": 0.2,
+                                          "softmax": 0.05, "optimiser + clipping": 0.03, "other": 0.03})
+    assert list(got["kinds"])[:2] == ["GEMM", "dropout masks (RNG)"]  # largest first
+    assert got["top_ops"][0] == ("aten::mm", 4.0) and len(got["top_ops"]) == 12
+
+
 def test_streaming_quick_and_training_consumption(bench, tmp_path):
     mod = bench("bench_streaming")
     data = mod.main(["--quick", "--repeats", "1", "--out", str(tmp_path)])
