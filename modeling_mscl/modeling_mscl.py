@@ -162,39 +162,24 @@ def downsample_mask(mask: torch.Tensor, stride: int) -> torch.Tensor:
     return mask[:, ::stride] if stride > 1 else mask
 
 
-class DropPath(nn.Module):
-    """Stochastic depth per sample (training only)."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def sample_scale(self, x: torch.Tensor) -> Optional[torch.Tensor]:
-        """``(B, 1, …, 1)``: 0 for a dropped sample, ``1 / keep`` for a kept one; ``None`` when inactive."""
-        if self.p == 0.0 or not self.training:
-            return None
-        keep = 1.0 - self.p
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        return x.new_empty(shape).bernoulli_(keep).div_(keep)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.sample_scale(x)
-        return x if scale is None else x * scale
-
-
 class LayerScale(nn.Module):
-    """Per-channel learnable scale (init ``1e-4`` in SnAG) followed by drop-path."""
+    """Per-channel learnable scale (init ``1e-4`` in SnAG) followed by drop-path (stochastic depth: the whole
+    sample dropped with probability ``drop_path``, kept ones scaled by ``1 / keep``; training only)."""
 
     def __init__(self, dim: int, init: float, drop_path: float):
         super().__init__()
         self.init_value = init
+        self.drop_path = drop_path
         self.gamma = nn.Parameter(torch.full((dim,), init))
-        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.drop_path.sample_scale(x)
+        if self.drop_path == 0.0 or not self.training:
+            return x * self.gamma
+        keep = 1.0 - self.drop_path
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        scale = x.new_empty(shape).bernoulli_(keep).div_(keep)  # (B, 1, …, 1)
         # one pass over x: the per-sample drop-path scale is folded into the per-channel γ
-        return x * (self.gamma if scale is None else self.gamma * scale)
+        return x * (self.gamma * scale)
 
 
 class DepthwiseConv(nn.Module):
@@ -296,7 +281,7 @@ class MaskedConv(nn.Module):
         if conv.kernel_size[0] == 3 and conv.stride[0] == 1:
             o = conv.out_channels
             taps = F.linear(x, conv.weight.permute(2, 0, 1).reshape(3 * o, -1))  # (N, T, 3·O)
-            out = taps[:, :-2, :o] + taps[:, 1:-1, o : 2 * o] + taps[:, 2:, 2 * o :]
+            out = _shifted_sum(taps, o)
             return out + conv.bias if conv.bias is not None else out
         return F.conv1d(x.transpose(1, 2), conv.weight, conv.bias, stride=conv.stride).transpose(1, 2)
 
