@@ -351,9 +351,19 @@ def _local_attention_bias(key_mask: torch.Tensor, half: int, dtype: torch.dtype)
     return torch.where(in_range, bias, float("-inf"))
 
 
+def _tile_scale(device: torch.device) -> int:
+    """How many times larger inference tiles are on ``device`` than on a CPU. The CPU sizes keep every
+    temporary far below glibc's mmap threshold (see :func:`_tile_rows`); on a GPU the caching allocator
+    reuses its blocks whatever their size, and each op of a tile is a kernel launch, so CPU-sized tiles
+    would leave a GPU waiting on launches (~3× more ops per query at TACoS lengths, docs/performance.md):
+    there a tile's largest temporary may reach 256 MB in float32 (512 MB for the fusion's FFN)."""
+    return 1 if torch.device(device).type == "cpu" else 64
+
+
 def _tile_rows(width: int, budget: int = 1 << 20) -> int:
-    """Rows of an inference tile whose ``(rows, width)`` float buffers hold ``budget`` elements (4 MB in
-    float32): far below glibc's mmap threshold (≤ 32 MB), so freed tiles are reused from the heap."""
+    """Rows of an inference tile whose ``(rows, width)`` float buffers hold ``budget`` elements (on CPUs
+    ``1 << 20``, 4 MB in float32: far below glibc's mmap threshold (≤ 32 MB), so freed tiles are reused
+    from the heap; on GPUs :func:`_tile_scale` times more)."""
     return max(256, budget // max(1, width))
 
 
@@ -476,7 +486,7 @@ class VideoBlock(nn.Module):
         self.layer_scale_ffn = LayerScale(c, config.layer_scale_init, config.drop_path)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        rows = _tile_rows(x.shape[0] * 4 * x.shape[2])
+        rows = _tile_rows(x.shape[0] * 4 * x.shape[2], _tile_scale(x.device) << 20)
         if not torch.is_grad_enabled() and not self.training and (x.shape[1] - 1) // self.stride + 1 > rows:
             return self._forward_tiles(x, mask, rows)
         x = apply_mask(x, mask)
@@ -581,7 +591,8 @@ class MSCLVideoEncoder(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor):
         """``features (B, T_in, Dv)``, ``mask (B, T_in)`` → embedding ``(B, T, C)``, its mask, the
         pyramid (per level ``(B, T_l, C)``) and the level masks."""
-        rows = _tile_rows(features.shape[0] * max(features.shape[2], 3 * self.config.hidden_size))
+        rows = _tile_rows(features.shape[0] * max(features.shape[2], 3 * self.config.hidden_size),
+                          _tile_scale(features.device) << 20)
         tiled = not torch.is_grad_enabled() and not self.training and features.shape[1] > rows
         if tiled:
             x, mask = self._embed_tiles(features, mask, rows)
@@ -1466,13 +1477,14 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
             "heads": heads,
         }
 
-    def _inference_tile_rows(self, dtype: torch.dtype) -> int:
-        """Rows (queries × points) per fast-path call: the largest buffer, the FFN's hidden layer
+    def _inference_tile_rows(self, dtype: torch.dtype, device: torch.device) -> int:
+        """Rows (queries × points) per fast-path call. On CPUs the largest buffer, the FFN's hidden layer
         (rows × 4C), stays at 8 MB (2,048 rows at C = 256 in float32, 4,096 in bf16), well below glibc's
         mmap threshold (≤ 32 MB): the allocator reuses its heap instead of mapping and page-faulting
-        fresh memory for every buffer, and one call still holds GFLOPs of GEMM work."""
+        fresh memory for every buffer, and one call still holds GFLOPs of GEMM work. On GPUs
+        :func:`_tile_scale` times more, so that a chunk's queries share one call (fewer kernel launches)."""
         itemsize = torch.empty((), dtype=dtype).element_size()
-        return max(256, (8 << 20) // (4 * self.config.hidden_size * itemsize))
+        return max(256, (8 << 20) * _tile_scale(device) // (4 * self.config.hidden_size * itemsize))
 
     def _use_compile(self, use_compile: Optional[bool], dtype: torch.dtype, device: torch.device) -> bool:
         if use_compile is not None:
@@ -1567,7 +1579,7 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
             fast = None
             if _EvalFusion.applies(self, levels, level_masks):
                 fast = _EvalFusion(self, levels, level_masks, self._use_compile(use_compile, dtype, video.device),
-                                   self._inference_tile_rows(dtype), shape_buckets=shape_buckets)
+                                   self._inference_tile_rows(dtype, video.device), shape_buckets=shape_buckets)
             if query_chunk_size:
                 chunk = query_chunk_size
             else:

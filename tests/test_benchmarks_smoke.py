@@ -132,6 +132,33 @@ def test_scaling_quick(bench, tmp_path):
         [b / a for a, b in zip(first["rounds_s"], last["rounds_s"])])
 
 
+def test_tile_policy_quick(bench, tmp_path):
+    import modeling_mscl.modeling_mscl as M
+
+    before = (M._tile_scale, M._run_rows)
+    data = bench("bench_tile_policy").main(["--quick", "--in-process", "--threads", "1", "--out", str(tmp_path)])
+    saved = _files(tmp_path, "tile_policy_quick")
+    assert (M._tile_scale, M._run_rows) == before  # the in-process workers' patches are undone
+    assert saved["policies"] == ["cpu", "gpu"] and [r["scale"] for r in data["results"].values()] == [1, 64]
+    cpu, gpu = data["results"]["cpu"], data["results"]["gpu"]
+    assert cpu["queries"] == gpu["queries"] == 8 and cpu["calls"] >= gpu["calls"] > 0
+    assert data["ops_ratio"] == pytest.approx(cpu["ops"] / gpu["ops"])
+    assert data["max_moment_difference"] < 1e-4  # the same moments, whatever the tiles
+
+
+def test_tile_policy_counts_ops_without_views(bench):
+    import torch
+
+    mod = bench("bench_tile_policy")
+    x = torch.randn(3, 4)
+    out, n = mod.count_ops(lambda: (x.view(-1) + 1).view(3, 4).t().sum())  # add, sum: two ops, the rest views
+    assert n == 2 and out == pytest.approx(float(x.sum() + 12))
+    a = [[[[0.0, 1.0, 0.5]], [[2.0, 3.0, 0.25], [4.0, 5.0, 0.1]]]]
+    b = [[[[0.0, 1.5, 0.5]], [[2.0, 3.0, 0.25], [4.0, 5.0, 0.3]]]]
+    assert mod.max_moment_difference(a, b) == pytest.approx(0.5)
+    assert mod.max_moment_difference(a, [[[[0.0, 1.0, 0.5]], [[2.0, 3.0, 0.25]]]]) == float("inf")
+
+
 def test_training_step_quick(bench, tmp_path):
     data = bench("bench_training_step").main(["--quick", "--in-process", "--threads", "1", "--profile", "--out",
                                               str(tmp_path)])
@@ -253,7 +280,7 @@ def test_video_extraction_quick(bench, tmp_path):
 @pytest.mark.parametrize(
     "name",
     ["bench_tacos_test", "bench_long_videos", "bench_scaling", "bench_training_step", "bench_bf16_accuracy",
-     "bench_video_extraction", "bench_profile", "bench_shape_buckets"],
+     "bench_video_extraction", "bench_profile", "bench_shape_buckets", "bench_tile_policy"],
 )
 def test_cuda_without_gpu_skips_cleanly(bench, name, tmp_path, monkeypatch, capsys):
     import torch

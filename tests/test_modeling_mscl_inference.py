@@ -147,7 +147,7 @@ def test_ground_does_not_depend_on_chunking_or_tiling(monkeypatch):
     queries = [torch.randn(n, model.config.text_input_dim, generator=gen) for n in (3, 8, 5, 1, 16, 7, 2)]
     base = model.ground(video, queries)
     for chunk, tile_rows in ((1, 10_000), (3, 10_000), (16, 50), (2, 2_000), (7, 1)):
-        monkeypatch.setattr(model, "_inference_tile_rows", lambda dtype, rows=tile_rows: rows)
+        monkeypatch.setattr(model, "_inference_tile_rows", lambda dtype, device, rows=tile_rows: rows)
         for a, b in zip(model.ground(video, queries, query_chunk_size=chunk), base):
             assert a.shape == b.shape
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-5)  # segments: float32 ulps of values ~200
@@ -164,14 +164,37 @@ def test_row_tiles_stay_within_the_budget(monkeypatch):
         return real(video_query, *args)
 
     monkeypatch.setattr(M, "_fuse_and_predict_rows", spy)
-    monkeypatch.setattr(model, "_inference_tile_rows", lambda dtype: 120)
+    monkeypatch.setattr(model, "_inference_tile_rows", lambda dtype, device: 120)
     video = torch.randn(400, model.config.video_input_dim)
     model.ground(video, [torch.randn(5, model.config.text_input_dim) for _ in range(3)], use_compile=False)
     assert seen and max(seen) <= 120
-    # the real budget keeps the FFN's hidden layer (rows × 4C) at a few MB
+    # the real budget keeps the FFN's hidden layer (rows × 4C) at a few MB on CPUs; on GPUs (any non-CPU
+    # device) 64× that, so a chunk of 16 queries of TACoS's longest test video (1,431 steps: fewer than
+    # 2 × 1,431 rows over all pyramid levels) shares one call
+    tacos = MSCLForTemporalGrounding(MSCLConfig.from_preset("tacos_c3d"))
     for dtype in (torch.float32, torch.bfloat16):
-        rows = MSCLForTemporalGrounding(MSCLConfig.from_preset("tacos_c3d"))._inference_tile_rows(dtype)
-        assert rows * 4 * 256 * torch.empty((), dtype=dtype).element_size() <= 8 << 20
+        cpu = tacos._inference_tile_rows(dtype, torch.device("cpu"))
+        assert cpu * 4 * 256 * torch.empty((), dtype=dtype).element_size() <= 8 << 20
+        for device in ("cuda", "mps"):
+            gpu = tacos._inference_tile_rows(dtype, torch.device(device))
+            assert gpu == 64 * cpu and gpu >= 16 * 2 * 1431
+
+
+def test_video_encoder_tiles_follow_the_device(monkeypatch):
+    """The video encoder's inference tiles use the CPU budget on CPUs and 64× it elsewhere."""
+    model = tiny_model()
+    budgets = []
+    real = M._tile_rows
+    monkeypatch.setattr(M, "_tile_rows", lambda width, budget=1 << 20: budgets.append(budget) or real(width, budget))
+    video = torch.randn(300, model.config.video_input_dim)
+    model.ground(video, [torch.randn(4, model.config.text_input_dim)])
+    assert budgets and set(budgets) == {1 << 20}
+    assert M._tile_scale(torch.device("cpu")) == 1
+    assert M._tile_scale(torch.device("cuda")) == M._tile_scale("mps") == 64
+    budgets.clear()
+    monkeypatch.setattr(M, "_tile_scale", lambda device: 64)
+    model.ground(video, [torch.randn(4, model.config.text_input_dim)])
+    assert budgets and set(budgets) == {64 << 20}
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +229,7 @@ def test_ground_with_shape_buckets_equals_the_exact_shapes(variant, monkeypatch)
         video = torch.randn(t * model.config.video_input_stride, dv, generator=gen)
         for chunk, tile_rows in ((None, None), (3, None), (None, 60)):
             if tile_rows:
-                monkeypatch.setattr(model, "_inference_tile_rows", lambda dtype, r=tile_rows: r)
+                monkeypatch.setattr(model, "_inference_tile_rows", lambda dtype, device, r=tile_rows: r)
             exact = model.ground(video, queries, query_chunk_size=chunk, shape_buckets=False)
             bucketed = model.ground(video, queries, query_chunk_size=chunk, shape_buckets=True)
             for a, b in zip(bucketed, exact):
@@ -270,7 +293,7 @@ def test_shape_buckets_bound_the_set_of_shapes(monkeypatch):
     # keys per query: a multiple of 8, or all of a batch padded to the position table
     assert all(keys % (8 * heads) == 0 or keys == heads * (table + extra) for _, _, keys in bucketed["rows"])
     # queries per call: a bucket, or the most that fit the row budget (a function of the bucketed rows)
-    budget = model._inference_tile_rows(torch.float32)
+    budget = model._inference_tile_rows(torch.float32, torch.device("cpu"))
     assert all(n in (1, 2, 3, 4, 6, 8, 12, 16) or n == budget // r for r, n, _ in bucketed["rows"])
     # bucket padding is at most one step (1/8 of the size) beyond the exact rows of each length
     exact_rows = sorted({r for r, _, _ in exact["rows"]})
