@@ -147,7 +147,8 @@ def _head_outputs(model, video, query, pad_to=None, fast=False):
     levels, level_masks = model._encode_padded_video(video, pad_to or video.shape[0], trim=True)
     enc, enc_mask = model.encode_text(query[None], torch.ones(1, query.shape[0], dtype=torch.bool, device=query.device))
     if fast:
-        logits, offsets, _ = M._EvalFusion(model, levels, level_masks, False, model._inference_tile_rows(model.dtype, model.device))(enc, enc_mask)
+        tile_rows = model._inference_tile_rows(model.dtype, model.device)
+        logits, offsets, _ = M._EvalFusion(model, levels, level_masks, False, tile_rows)(enc, enc_mask)
     else:
         index = torch.zeros(1, dtype=torch.long, device=video.device)
         _, logits, offsets, _ = model.fuse_and_predict(levels, level_masks, enc, enc_mask, index)
