@@ -101,12 +101,17 @@ def worker(args):
         t0 = time.perf_counter()
         run_all()
         times.append(time.perf_counter() - t0)
-    calls[0] = 0
-    moments, ops = count_ops(lambda: run_all(use_compile=False))  # eager: one dispatched op, one kernel
+    moments, per_video = [], []
+    for video, text in inputs:  # eager: one dispatched op, one kernel
+        calls[0] = 0
+        out, ops = count_ops(lambda: model.ground(video, text, use_compile=False))
+        moments.append([m.double().cpu().tolist() for m in out])
+        per_video.append({"steps": video.shape[0], "queries": len(text), "calls": calls[0], "ops": ops})
     with open(args.moments, "w") as fh:
-        json.dump([[m.double().cpu().tolist() for m in per_video] for per_video in moments], fh)
-    return C.finish_worker({"policy": args.policy, "scale": scale, "queries": queries, "calls": calls[0],
-                            "ops": ops, "wall_s": statistics.median(times), "runs_s": times,
+        json.dump(moments, fh)
+    return C.finish_worker({"policy": args.policy, "scale": scale, "queries": queries,
+                            "calls": sum(v["calls"] for v in per_video), "ops": sum(v["ops"] for v in per_video),
+                            "per_video": per_video, "wall_s": statistics.median(times), "runs_s": times,
                             "threads": torch.get_num_threads()})
 
 
@@ -192,6 +197,10 @@ def main(argv=None):
         rows.append([f"{p} tiles (×{r['scale']})", f"{r['calls'] / r['queries']:.2f}", f"{r['ops'] / r['queries']:.1f}",
                      f"{r['wall_s']:.2f}", f"{1e3 * r['wall_s'] / r['queries']:.1f}"])
     md = C.markdown_table(["policy", "fast-path calls / query", "ops / query (no views)", "wall (s)", "ms / query"], rows)
+    per_video = [[str(v["steps"])] + [f"{r['per_video'][i]['ops'] / v['queries']:.1f}" for r in results.values()]
+                 for i, v in enumerate(results[policies[0]]["per_video"])]
+    md += "\n\nOps per query (no views), video by video:\n\n" + C.markdown_table(
+        ["video steps"] + [f"{p} tiles" for p in policies], per_video)
     steps = [s for _, s, _ in videos]
     md += (f"\n\nDevice: {device}. Subset: {len(videos)} videos ({', '.join(str(s) for s in steps)} steps), "
            f"{sum(len(t) for _, _, t in videos)} queries (first {max_queries} per video), random `{args.preset}` weights"

@@ -501,9 +501,10 @@ class VideoBlock(nn.Module):
 
         Each tile reads its input rows with the context its convs and its attention window need
         (keys and values ``window // 2`` output rows beyond the tile, recomputed: < 2% extra work) and
-        the same ops run on the tile, so no temporary exceeds a few MB: buffers of T × C (let alone
-        T × 4C) would be above glibc's mmap threshold on long videos, i.e. mapped and page-faulted
-        afresh for every op. Only the block's output is allocated at full length.
+        the same ops run on the tile, so no temporary exceeds a few MB on CPUs (:func:`_tile_scale` times
+        more on GPUs): buffers of T × C (let alone T × 4C) would be above glibc's mmap threshold on long
+        videos, i.e. mapped and page-faulted afresh for every op. Only the block's output is allocated
+        at full length.
         """
         attn, s = self.attn, self.stride
         half = attn.window // 2
@@ -886,8 +887,9 @@ class MSCLHead(nn.Module):
 # * every k=3 conv of the heads as three accumulating GEMMs on shifted rows (no tap buffer);
 # * all pyramid levels laid end to end in one row sequence, separated by one zero row (a k=3 conv
 #   then sees exactly its zero padding), so the work is a few large GEMMs instead of many small
-#   ones, and it is cut into row tiles of a few MB (with a halo for the convs) so that no buffer
-#   ever reaches glibc's mmap threshold and the allocator reuses its heap;
+#   ones, and it is cut into row tiles (with a halo for the convs) of a few MB on CPUs, so that no
+#   buffer ever reaches glibc's mmap threshold and the allocator reuses its heap, and of hundreds of
+#   MB on GPUs, where each op of a tile is a kernel launch (`_tile_scale`);
 # * with shape buckets (bf16 / fp16 on CPUs by default), each call's rows, queries and text length are
 #   rounded up to a small set of sizes (`_shape_bucket`), padded so that nothing padded reaches an
 #   output: oneDNN compiles and caches a kernel per GEMM shape, and exact shapes would add kernels (and
@@ -1520,7 +1522,7 @@ class MSCLForTemporalGrounding(MSCLPreTrainedModel):
         The video is encoded once, unpadded (at most to a multiple of the input stride; never to the
         training length); the queries are encoded and decoded in chunks, and fusion + heads run on the
         eval-mode fast path (exact algebra, video-only work shared by all queries, row tiles of a few
-        MB; see :func:`_fuse_and_predict_rows`). Computation follows the model's dtype: load it with
+        MB on CPUs and larger on GPUs; see :func:`_fuse_and_predict_rows`). Computation follows the model's dtype: load it with
         ``from_pretrained(..., dtype=torch.bfloat16)`` for bf16 (fast on CPUs with AMX or
         AVX-512-BF16 and on GPUs; slower than float32 on AVX2-only CPUs).
 

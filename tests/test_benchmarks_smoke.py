@@ -142,6 +142,9 @@ def test_tile_policy_quick(bench, tmp_path):
     assert saved["policies"] == ["cpu", "gpu"] and [r["scale"] for r in data["results"].values()] == [1, 64]
     cpu, gpu = data["results"]["cpu"], data["results"]["gpu"]
     assert cpu["queries"] == gpu["queries"] == 8 and cpu["calls"] >= gpu["calls"] > 0
+    for r in (cpu, gpu):  # the totals are the video-by-video counts
+        assert [v["queries"] for v in r["per_video"]] == [4, 4] and r["ops"] == sum(v["ops"] for v in r["per_video"])
+        assert r["calls"] == sum(v["calls"] for v in r["per_video"])
     assert data["ops_ratio"] == pytest.approx(cpu["ops"] / gpu["ops"])
     assert data["max_moment_difference"] < 1e-4  # the same moments, whatever the tiles
 
