@@ -104,7 +104,7 @@ def worker(args):
     moments, per_video = [], []
     for video, text in inputs:  # eager: one dispatched op, one kernel
         calls[0] = 0
-        out, ops = count_ops(lambda: model.ground(video, text, use_compile=False))
+        out, ops = count_ops(lambda v=video, t=text: model.ground(v, t, use_compile=False))
         moments.append([m.double().cpu().tolist() for m in out])
         per_video.append({"steps": video.shape[0], "queries": len(text), "calls": calls[0], "ops": ops})
     with open(args.moments, "w") as fh:
