@@ -150,9 +150,11 @@ def add_position_encoding(
 
 
 def apply_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Zero ``x (N, T, C)`` at padded steps; a no-op (no copy) when every step is valid, which is the
-    common case at inference where videos are not padded."""
-    if bool(mask.all()):
+    """Zero ``x (N, T, C)`` at padded steps. On CPUs a no-op (no copy) when every step is valid, the
+    common case at inference where videos are not padded; on other devices always the product (the same
+    values: ``x · 1 = x``), because reading ``mask.all()`` there waits for every queued kernel (a host
+    sync per call, and every masked conv, attention and block calls it), which costs more than the product."""
+    if x.device.type == "cpu" and bool(mask.all()):
         return x
     return x * mask[..., None].to(x.dtype)
 

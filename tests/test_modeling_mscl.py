@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from modeling_mscl import MSCLConfig, MSCLForTemporalGrounding, post_process_grounding
 from modeling_mscl.losses_mscl import draw_contrastive_queries
-from modeling_mscl.modeling_mscl import LayerScale, MaskedConv, _TapSum, local_attention
+from modeling_mscl.modeling_mscl import LayerScale, MaskedConv, _TapSum, apply_mask, local_attention
 
 from conftest import tiny_config as base_tiny_config
 
@@ -130,6 +130,18 @@ def test_tap_sum_backward_is_autograd_through_padded_slices_bit_for_bit():
         (got,) = torch.autograd.grad(out, taps, grad)
         (want,) = torch.autograd.grad(padded_slices(taps), taps, grad)
         assert torch.equal(got, want)
+
+
+def test_apply_mask_zeroes_padded_steps_and_never_reads_a_device_mask():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 3, generator=gen)
+    mask = torch.tensor([[True, True, False, True, False], [True] * 5])
+    torch.testing.assert_close(apply_mask(x, mask), torch.where(mask[..., None], x, 0.0), rtol=0, atol=0)
+    assert apply_mask(x, torch.ones(2, 5, dtype=torch.bool)) is x  # CPU: all valid, no copy
+    # elsewhere no data-dependent shortcut (a host sync per call on a GPU): a meta tensor, whose values
+    # cannot be read, goes through
+    out = apply_mask(x.to("meta"), mask.to("meta"))
+    assert out.device.type == "meta" and out.shape == x.shape
 
 
 @pytest.mark.parametrize("window", [1, 5, 19])

@@ -175,6 +175,32 @@ def test_post_process_grounding_batches_queries_exactly(max_segments):
     assert max(len(m) for m in moments) == max_segments
 
 
+def test_post_process_grounding_copies_to_the_host_once_per_chunk(monkeypatch):
+    """A chunk's moments come to the CPU in one copy each for segments and scores, not one per query (on a
+    GPU every copy is a host sync); queries without a moment keep their place."""
+    from modeling_mscl import post_process_grounding
+
+    config = tiny_config()
+    g = torch.Generator().manual_seed(3)
+    lengths = [32 // 2**i for i in range(len(config.level_strides))]
+    n = 6
+    logits = [torch.randn(n, t, generator=g) for t in lengths]
+    for x in logits:
+        x[4] = -50.0  # query 4: every score below the pre-NMS threshold, no moment
+    offsets = [torch.rand(n, t, 2, generator=g) * 3 for t in lengths]
+    masks = [torch.ones(n, t, dtype=torch.bool) for t in lengths]
+    copies = []
+    real = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: copies.append(self.shape) or real(self, *a, **k))
+    got = post_process_grounding((logits, offsets, masks), config)
+    assert len(copies) == 2 and len(got) == n
+    assert got[4].shape == (0, 3) and all(len(m) > 0 for i, m in enumerate(got) if i != 4)
+    for q in range(n):  # each query's own moments, as decoding it alone gives them
+        assert torch.equal(got[q], _decode_one_query([x[q] for x in logits], [o[q] for o in offsets],
+                                                     [m[q] for m in masks], config)), q
+    assert post_process_grounding(([x[:0] for x in logits], [o[:0] for o in offsets], [m[:0] for m in masks]), config) == []
+
+
 # ----------------------------------------------------------------------------------------------------
 # input checks shared by forward, ground, the pipeline and the collator
 # ----------------------------------------------------------------------------------------------------

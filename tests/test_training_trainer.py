@@ -158,3 +158,42 @@ def test_find_last_checkpoint_skips_incomplete_ones(tmp_path):
             (folder / EMA_WEIGHTS_NAME).write_bytes(b"x")
     (tmp_path / "checkpoint-16").mkdir()  # killed before anything was written
     assert find_last_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-8")
+
+
+def test_train_dataloader_pins_memory_for_gpus_only(rows, tmp_path, monkeypatch):
+    config = _config()
+    data = TrainingSampleDataset(rows, config, recipe=tiny_recipe(), samples_per_epoch=4, num_epochs=1)
+    trainer = MSCLTrainer(model=_model(config), args=_args(tmp_path), train_dataset=data,
+                          data_collator=TrainingCollator(config), recipe=tiny_recipe())
+    # TrainingArguments turns the flag off with use_cpu; set it as a GPU run has it (its default)
+    monkeypatch.setattr(trainer.args, "dataloader_pin_memory", True)
+    assert trainer.get_train_dataloader().pin_memory is False  # CPU: nothing to copy to
+    monkeypatch.setattr(TrainingArguments, "device", property(lambda self: torch.device("cuda")))
+    assert trainer.get_train_dataloader().pin_memory is True  # page-locked batches: asynchronous copies
+    monkeypatch.setattr(trainer.args, "dataloader_pin_memory", False)
+    assert trainer.get_train_dataloader().pin_memory is False  # the argument is honoured
+
+
+def test_compute_loss_copies_its_log_terms_to_the_host_once(rows, tmp_path, monkeypatch):
+    """The loss terms and the positive count of a micro-batch reach the host in one copy (on a GPU each
+    copy is a host sync), with the values the model returned."""
+    config = _config()
+    recipe = tiny_recipe()
+    data = TrainingSampleDataset(rows, config, recipe=recipe, samples_per_epoch=4, num_epochs=1, sample_shuffle_buffer=0)
+    model = _model(config)
+    trainer = MSCLTrainer(model=model, args=_args(tmp_path), train_dataset=data, data_collator=TrainingCollator(config),
+                          recipe=recipe)
+    batch = next(iter(trainer.get_train_dataloader()))
+    batch.pop("meta", None)
+    torch.manual_seed(1)
+    want = model(**batch)
+    copies = []
+    real = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: copies.append(self.shape) or real(self, *a, **k))
+    torch.manual_seed(1)
+    trainer.compute_loss(model, batch)
+    assert copies == [torch.Size([5])]
+    names = ("loss_cls", "loss_reg", "loss_within", "loss_cross")
+    expected = [float(getattr(want, n)) for n in names] + [float(want.num_positives)]
+    assert trainer._log_terms.tolist() == pytest.approx(expected, rel=0, abs=0)
+    assert float(trainer._step_positives) == float(want.num_positives) > 0

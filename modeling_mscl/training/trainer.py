@@ -234,6 +234,8 @@ class MSCLTrainer(Trainer):
             batch_size=self.args.per_device_train_batch_size,
             collate_fn=collator,
             num_workers=0,
+            # page-locked batches let the host-to-GPU copy of the (B, T, Dv) features run asynchronously
+            pin_memory=bool(self.args.dataloader_pin_memory) and self.args.device.type == "cuda",
             generator=torch.Generator().manual_seed(int(self.args.seed)),
         )
 
@@ -257,13 +259,12 @@ class MSCLTrainer(Trainer):
         if loss is None:
             raise ValueError("the model returned no loss: the training batch needs `labels`")
         if model.training:
-            terms = [getattr(outputs, name) for name in LOSS_TERMS]
-            values = torch.stack([t.detach().double().cpu() if t is not None else torch.zeros((), dtype=torch.float64) for t in terms])
-            npos = (outputs.num_positives.detach().double().cpu() if outputs.num_positives is not None
-                    else torch.zeros((), dtype=torch.float64))
-            self._log_terms[: len(LOSS_TERMS)] += values
-            self._log_terms[len(LOSS_TERMS)] += npos
-            self._step_positives += npos
+            # the terms and the positive count in one host copy (on a GPU, each copy is a host sync)
+            terms = [getattr(outputs, name) for name in LOSS_TERMS] + [outputs.num_positives]
+            zero = loss.new_zeros((), dtype=torch.float32)
+            values = torch.stack([t.detach().float() if t is not None else zero for t in terms]).cpu().double()
+            self._log_terms += values
+            self._step_positives += values[len(LOSS_TERMS)]
         return (loss, outputs) if return_outputs else loss
 
     def _end_of_optimizer_step(self):
