@@ -132,6 +132,19 @@ def _submit_and_wait(page, what=".mscl-table"):
                            "#mscl-answer .mscl-answer:not([data-old]) .mscl-table", timeout=180_000)
 
 
+def _pick_example(page, label, sentence, stem):
+    """Click an example and wait until its sentences *and* its video are in the form. Gradio loads an
+    example's values in a round trip to the server; waiting for the text alone let a slow round trip land
+    after the next ``fill`` and overwrite it."""
+    page.get_by_text(label).click()
+    page.wait_for_function(
+        """([sentence, stem]) => { const v = document.querySelector('#mscl-video video');
+            return document.querySelector('#mscl-sentences textarea').value.includes(sentence)
+                && v && v.readyState >= 1 && decodeURIComponent(v.currentSrc).includes(stem + '.mp4'); }""",
+        arg=[sentence, stem],
+    )
+
+
 def _set_slider(page, elem_id, value):
     box = page.locator(f"#{elem_id} input[type=number]")
     box.fill(str(value))
@@ -224,14 +237,12 @@ def test_bad_inputs_show_messages_and_the_app_keeps_answering(app, chromium, tmp
         assert any("notes.mp4" in t for t in toasts), toasts
         # an example clip replaces it; an empty sentence list is refused
         page.click("#mscl-answer")  # (focus away from the toast)
-        page.get_by_text("shapes (16 s)").click()
-        page.wait_for_function("() => document.querySelector('#mscl-sentences textarea').value.includes('red circle')")
+        _pick_example(page, "shapes (16 s)", "red circle", "shapes")
         page.fill("#mscl-sentences textarea", " \n\n ")
         _submit_and_wait(page, ".mscl-message")
         assert "Type at least one sentence" in _message(page)
         # and the next request is answered (the long example: its extraction reports progress in the page)
-        page.get_by_text("long scene (180 s)").click()
-        page.wait_for_function("() => document.querySelector('#mscl-sentences textarea').value.includes('blue square grows')")
+        _pick_example(page, "long scene (180 s)", "blue square grows", "long_scene")
         page.evaluate(
             """() => { window.msclProgress = [];
                 new MutationObserver(() => { const t = document.body.innerText;
