@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The first run of this package on a CUDA GPU, prepared for a session that has one for a few minutes
 # (docs/performance.md, "GPUs"): the GPU tests (tests/test_gpu.py), then the benchmarks with --device cuda at
-# sizes meant to fit its steps' limits, 14 minutes in all. Every step has its own time limit and appends to <out>/log.txt, and
-# each benchmark writes its JSON + markdown as it finishes, so one failing or slow step loses nothing else.
+# sizes meant to fit their steps' limits, 14 minutes in all. Every step has its own time limit and appends to
+# <out>/log.txt, and each benchmark writes its JSON + markdown as it finishes, so one failing or slow step loses
+# nothing else.
 #
 #   bash benchmarks/gpu_first_run.sh [out-folder]        # default: benchmarks/results/gpu
 #
