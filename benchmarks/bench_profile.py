@@ -75,6 +75,22 @@ def subset_shapes(videos, num_videos: int, max_queries: int):
     return [(v, s, t[:max_queries]) for v, s, t in picks]
 
 
+def subset_from_args(args):
+    """The subset of ``--annotations`` that ``--videos`` / ``--max-queries`` / ``--quick`` ask for (a
+    synthetic stand-in split where the file is absent): ``(videos, source, queries per video)``."""
+    num_videos = args.videos or (2 if args.quick else 5)
+    max_queries = args.max_queries or (4 if args.quick else 48)
+    if os.path.exists(args.annotations):
+        split, source = TT.split_shapes(args.annotations, False), args.annotations
+    else:
+        print(f"note: {args.annotations} not found; using a synthetic stand-in split of the same size")
+        split, source = TT.synthetic_shapes(), "synthetic stand-in"
+    videos = subset_shapes(split, num_videos, max_queries)
+    if args.quick:
+        videos = [(v, min(s, 120), t) for v, s, t in videos]
+    return videos, source, max_queries
+
+
 def categorize(name: str, scope):
     if scope is not None:
         return scope
@@ -224,16 +240,7 @@ def main(argv=None):
     for m in modes:
         if m not in MODES:
             parser.error(f"unknown mode {m!r}")
-    num_videos = args.videos or (2 if args.quick else 5)
-    max_queries = args.max_queries or (4 if args.quick else 48)
-    if os.path.exists(args.annotations):
-        split, source = TT.split_shapes(args.annotations, False), args.annotations
-    else:
-        print(f"note: {args.annotations} not found; using a synthetic stand-in split of the same size")
-        split, source = TT.synthetic_shapes(), "synthetic stand-in"
-    videos = subset_shapes(split, num_videos, max_queries)
-    if args.quick:
-        videos = [(v, min(s, 120), t) for v, s, t in videos]
+    videos, source, max_queries = subset_from_args(args)
 
     C.setup_torch(args.threads, args.seed)
     info = C.machine_info(device)

@@ -151,16 +151,7 @@ def main(argv=None):
     for p in policies:
         if p not in POLICIES:
             parser.error(f"unknown policy {p!r}; expected one of {', '.join(POLICIES)}")
-    num_videos = args.videos or (2 if args.quick else 5)
-    max_queries = args.max_queries or (4 if args.quick else 48)
-    if os.path.exists(args.annotations):
-        split, source = TT.split_shapes(args.annotations, False), args.annotations
-    else:
-        print(f"note: {args.annotations} not found; using a synthetic stand-in split of the same size")
-        split, source = TT.synthetic_shapes(), "synthetic stand-in"
-    videos = BP.subset_shapes(split, num_videos, max_queries)
-    if args.quick:
-        videos = [(v, min(s, 120), t) for v, s, t in videos]
+    videos, source, max_queries = BP.subset_from_args(args)
 
     C.setup_torch(args.threads, args.seed)
     info = C.machine_info(device)
