@@ -113,7 +113,7 @@ def _training_batch(config, videos=2):
 def test_training_forward_and_backward_match_the_cpu():
     """Loss terms and gradients of one training batch (dropout off; the contrastive draws come from the
     batch's per-video CPU generators, so both devices draw the same sets)."""
-    model = tiny_model(seed=3, hidden_dropout=0.0, drop_path=0.0).train()
+    model = tiny_model(seed=3, attention_dropout=0.0, hidden_dropout=0.0, drop_path=0.0).train()
     gpu = _on_device(model).train()
     batch = _training_batch(model.config)
     out = model(**batch)
