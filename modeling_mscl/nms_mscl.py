@@ -83,6 +83,26 @@ def _validate(segments: torch.Tensor, scores: torch.Tensor, sigma: float, min_sc
         raise ValueError(f"min_score must be finite, got {min_score!r}")
 
 
+def _host_reads_are_cheap(device: torch.device) -> bool:
+    return device.type == "cpu"
+
+
+def _fill_holes(order: torch.Tensor, current: torch.Tensor, holes: torch.Tensor, donors: torch.Tensor):
+    """Move the ``j``-th donor of each row (counted from the end) into its ``j``-th hole (counted from the
+    start): ``order``, ``current (N, W)``; ``holes``, ``donors (N, W)`` bool, as many of each per row. Dense
+    scatters, no ``nonzero`` (whose size the host would have to read); entries that are not holes or donors
+    go to a spare column that is dropped."""
+    n, w = order.shape
+    hole_rank = holes.cumsum(dim=1) - 1
+    donor_rank = donors.flip(1).cumsum(dim=1).flip(1) - 1
+    positions = torch.arange(w, device=order.device).expand(n, w)
+    hole_at = order.new_zeros(n, w + 1).scatter_(1, torch.where(holes, hole_rank, w), positions)  # rank -> position
+    target = torch.where(donors, hole_at.gather(1, donor_rank.clamp(min=0)), w)
+    order = torch.cat((order, order[:, :1]), dim=1).scatter_(1, target, order)[:, :w]
+    current = torch.cat((current, current[:, :1]), dim=1).scatter_(1, target, current)[:, :w]
+    return order, current
+
+
 def _gaussian_soft_nms(
     segments: torch.Tensor, scores: torch.Tensor, counts: torch.Tensor, sigma: float, min_score: float, max_segments: int
 ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +125,11 @@ def _gaussian_soft_nms(
     remaining = counts.clone()
     lengths = segments[..., 1] - segments[..., 0] + _SOFT_NMS_LENGTH_EPS  # (N, K)
     picked_idx, picked_score = [], []
-    while len(picked_idx) < max_segments and order.shape[1] > 0 and bool((remaining > 0).any()):
+    # Where reading a value is cheap (CPUs) the loop stops when every row is done and refills only when a
+    # hole has a donor; elsewhere (GPUs, where each read waits for every queued kernel) it runs all its steps
+    # and refills unconditionally: a done row's later picks are -1 and an empty refill moves nothing.
+    reads = _host_reads_are_cheap(scores.device)
+    while len(picked_idx) < max_segments and order.shape[1] > 0 and (not reads or bool((remaining > 0).any())):
         active = remaining > 0
         valid = torch.arange(order.shape[1], device=scores.device) < remaining[:, None]
         # torch.argmax returns the first maximum, like the reference's strict '<' scan; scores are finite
@@ -130,17 +154,8 @@ def _gaussian_soft_nms(
         # tail: survivors before `num_keep` stay, the j-th hole takes the j-th tail survivor from the end.
         head = torch.arange(order.shape[1], device=scores.device) < num_keep[:, None]
         holes, donors = head & ~keep, ~head & keep
-        if bool(donors.any()):
-            hole_rank = holes.cumsum(dim=1) - 1
-            donor_rank = donors.flip(1).cumsum(dim=1).flip(1) - 1
-            hole_at = torch.zeros_like(order)  # (N, W): position of the hole of each rank
-            hole_rows, hole_pos = holes.nonzero(as_tuple=True)
-            hole_at[hole_rows, hole_rank[hole_rows, hole_pos]] = hole_pos
-            donor_rows, donor_pos = donors.nonzero(as_tuple=True)
-            target = hole_at[donor_rows, donor_rank[donor_rows, donor_pos]]
-            order, current = order.clone(), current.clone()
-            order[donor_rows, target] = order[donor_rows, donor_pos]
-            current[donor_rows, target] = current[donor_rows, donor_pos]
+        if not reads or bool(donors.any()):
+            order, current = _fill_holes(order, current, holes, donors)
         remaining = num_keep
     if not picked_idx:
         empty = scores.new_zeros((n, 0))

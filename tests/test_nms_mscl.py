@@ -182,6 +182,34 @@ def test_batched_rows_equal_each_row_alone(disjoint: bool, max_segments: int, mo
         np.testing.assert_allclose(sc.numpy(), slow_sc, atol=1e-6, rtol=0)
         np.testing.assert_allclose(seg.numpy(), slow_seg, atol=1e-4, rtol=0)
     assert out[3][0].shape == (0, 2) and out[7][0].shape == (1, 2)
+    # the GPU's way (no host reads: every step runs, every refill runs) picks the same moments, bit for bit
+    monkeypatch.setattr(nms_module, "_host_reads_are_cheap", lambda device: False)
+    for (seg, sc), (seg2, sc2) in zip(out, batched_soft_nms_with_voting(segments, scores, counts, max_segments=max_segments)):
+        assert torch.equal(seg, seg2) and torch.equal(sc, sc2)
+
+
+def test_fill_holes_moves_the_last_donors_into_the_first_holes() -> None:
+    """Against a loop: each row's j-th hole from the left takes its j-th donor from the right."""
+    g = torch.Generator().manual_seed(0)
+    n, w = 7, 13
+    keep = torch.rand(n, w, generator=g) < 0.5
+    keep[0] = False  # a row with nothing kept
+    keep[1] = True  # a row with everything kept: no hole, no donor
+    num_keep = keep.sum(dim=1)
+    head = torch.arange(w) < num_keep[:, None]
+    holes, donors = head & ~keep, ~head & keep
+    order = torch.randperm(n * w, generator=g).view(n, w)
+    current = torch.rand(n, w, generator=g, dtype=torch.float64)
+    got_order, got_current = nms_module._fill_holes(order, current, holes, donors)
+    want_order, want_current = order.clone(), current.clone()
+    for q in range(n):
+        hole_pos = [p for p in range(w) if holes[q, p]]
+        donor_pos = [p for p in reversed(range(w)) if donors[q, p]]
+        assert len(hole_pos) == len(donor_pos)
+        for h, d in zip(hole_pos, donor_pos):
+            want_order[q, h], want_current[q, h] = order[q, d], current[q, d]
+    assert int(holes.sum()) > 3  # the draw exercises the refill
+    assert torch.equal(got_order, want_order) and torch.equal(got_current, want_current)
 
 
 def test_batched_default_counts_and_errors() -> None:
