@@ -357,7 +357,7 @@ def _tile_scale(device: torch.device) -> int:
     """How many times larger inference tiles are on ``device`` than on a CPU. The CPU sizes keep every
     temporary far below glibc's mmap threshold (see :func:`_tile_rows`); on a GPU the caching allocator
     reuses its blocks whatever their size, and each op of a tile is a kernel launch, so CPU-sized tiles
-    would leave a GPU waiting on launches (~3× more ops per query at TACoS lengths, docs/performance.md):
+    would leave a GPU waiting on launches (up to 2.9× the ops per query at TACoS lengths, docs/performance.md):
     there a tile's largest temporary may reach 256 MB in float32 (512 MB for the fusion's FFN)."""
     return 1 if torch.device(device).type == "cpu" else 64
 

@@ -346,10 +346,13 @@ def post_process_grounding(
         sigma=cfg.nms_sigma, min_score=cfg.nms_min_score, max_segments=keep_segments,
         voting_threshold=cfg.voting_threshold,
     )
-    # one device-to-host copy for the whole chunk (a copy per query would be a host sync per query on a GPU)
+    if not moments:
+        return []
+    # the chunk's segments and scores reach the host in one copy each (copies per query would be two host
+    # syncs per query on a GPU)
     counts = [len(sc) for _, sc in moments]
-    segs = torch.cat([seg for seg, _ in moments]).cpu().split(counts) if moments else []
-    scs = torch.cat([sc for _, sc in moments]).cpu().split(counts) if moments else []
+    segs = torch.cat([seg for seg, _ in moments]).cpu().split(counts)
+    scs = torch.cat([sc for _, sc in moments]).cpu().split(counts)
     out = []
     for seg, sc, mapping in zip(segs, scs, mappings):
         if mapping is not None:
